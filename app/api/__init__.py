@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, request/response schemas, error mapping, middleware."""

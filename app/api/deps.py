@@ -1,0 +1,77 @@
+"""Shared state of one app and the dependencies routes declare (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.config import Settings
+from app.errors import NotReady
+from app.observability import Metrics
+from app.pipeline import ComparePipeline
+
+
+@dataclass
+class ServiceState:
+    """What the lifespan sets up and the routes read."""
+
+    settings: Settings
+    metrics: Metrics
+    pipeline: ComparePipeline | None = None
+    ready: bool = False
+    draining: bool = False
+
+    def start_draining(self) -> None:
+        """Stop admitting: /readyz and new scoring requests answer 503 from now on."""
+        self.draining = True
+        self.ready = False
+        self.metrics.ready.set(0)
+        if self.pipeline is not None:
+            self.pipeline.batcher.stop_admitting()
+
+    def admitting_pipeline(self) -> ComparePipeline:
+        if self.draining:
+            raise NotReady("the server is shutting down; retry on another replica")
+        if not self.ready or self.pipeline is None:
+            raise NotReady("the model is still loading; retry shortly")
+        return self.pipeline
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.simscore
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_pipeline(state: StateDep) -> ComparePipeline:
+    return state.admitting_pipeline()
+
+
+PipelineDep = Annotated[ComparePipeline, Depends(get_pipeline)]
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
+    """When ``SIMSCORE_API_KEYS`` is set, demand ``Authorization: Bearer <key>``."""
+    keys = state.settings.api_keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip().encode()
+    # Compare against every key, in constant time, so timing says nothing about which matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key.get_secret_value().encode())
+    if scheme.lower() != "bearer" or not matched:
+        raise HTTPException(
+            401,
+            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,204 @@
+"""Response models of the public API (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models.vgg import TAP_NAMES
+from app.pipeline import Comparison
+from app.scoring import ModelInfo
+
+
+class Scores(BaseModel):
+    """The five scores; a metric not asked for is null."""
+
+    vgg: float | None = Field(
+        None,
+        description="VGG19 feature distance: sum over relu1_1..relu5_1 of w_i * mean|phi_i(x) - "
+        "phi_i(y)|, w = 1/32, 1/16, 1/8, 1/4, 1. 0 for identical images; lower is more alike.",
+    )
+    style: float | None = Field(
+        None,
+        description="Gram-matrix style distance: sum over the taps of mean|G(x) - G(y)|, "
+        "G = F F^T / (C H W). 0 for identical images.",
+    )
+    ssim: float | None = Field(
+        None, description="SSIM (11x11 Gaussian, sigma 1.5, valid region), 1 for identical images."
+    )
+    mse: float | None = Field(None, description="Mean squared error of RGB values in [0, 1].")
+    psnr: float | None = Field(
+        None,
+        description="10 log10(1 / mse) in dB; null when the images are identical (infinite PSNR) "
+        "or when not asked for.",
+    )
+
+
+class LayerScores(BaseModel):
+    """Unweighted per-tap values."""
+
+    relu1_1: float
+    relu2_1: float
+    relu3_1: float
+    relu4_1: float
+    relu5_1: float
+
+
+class Layers(BaseModel):
+    vgg: LayerScores | None = Field(None, description="mean|phi_i(x) - phi_i(y)| per tap.")
+    style: LayerScores | None = Field(None, description="mean|G_i(x) - G_i(y)| per tap.")
+
+
+class Size(BaseModel):
+    width: int
+    height: int
+
+
+class ImageInfo(BaseModel):
+    width: int = Field(description="Width compared, after any resize.")
+    height: int = Field(description="Height compared, after any resize.")
+    reference: Size = Field(description="The reference's size as uploaded (EXIF-oriented).")
+    candidate: Size = Field(description="The candidate's size as uploaded (EXIF-oriented).")
+    reference_resized: bool = Field(description="The reference was downscaled to max_side.")
+    candidate_resized: bool = Field(
+        description="The candidate was resized (to the reference's size, or to max_side)."
+    )
+    resized: bool = Field(description="Either image was resized.")
+
+
+class ModelOut(BaseModel):
+    name: str = Field(examples=["vgg19"])
+    weights: str = Field(description="imagenet, file or random (development only).")
+    sha256: str = Field(description="First 12 hex digits of the weights' sha256.")
+    device: str = Field(examples=["cuda:0"])
+    precision: str = Field(examples=["fp32"])
+
+
+class Timing(BaseModel):
+    decode_ms: float
+    queue_ms: float
+    compute_ms: float = Field(description="Time of the batch this pair was scored in.")
+    total_ms: float
+    batch_size: int = Field(description="Pairs in the batch this pair was scored in.")
+
+
+class CompareResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scores": {
+                        "vgg": 0.5123,
+                        "style": 0.0042,
+                        "ssim": 0.8731,
+                        "mse": 0.0021,
+                        "psnr": 26.78,
+                    },
+                    "layers": {
+                        "vgg": dict.fromkeys(TAP_NAMES, 0.1),
+                        "style": dict.fromkeys(TAP_NAMES, 0.001),
+                    },
+                    "image": {
+                        "width": 512,
+                        "height": 512,
+                        "reference": {"width": 512, "height": 512},
+                        "candidate": {"width": 1024, "height": 1024},
+                        "reference_resized": False,
+                        "candidate_resized": True,
+                        "resized": True,
+                    },
+                    "model": {
+                        "name": "vgg19",
+                        "weights": "imagenet",
+                        "sha256": "dcbb9e9d3f5a",
+                        "device": "cuda:0",
+                        "precision": "fp32",
+                    },
+                    "timing_ms": {
+                        "decode_ms": 6.1,
+                        "queue_ms": 1.2,
+                        "compute_ms": 9.8,
+                        "total_ms": 17.5,
+                        "batch_size": 4,
+                    },
+                    "reference_cached": False,
+                }
+            ]
+        }
+    )
+
+    scores: Scores
+    layers: Layers
+    image: ImageInfo
+    model: ModelOut
+    timing_ms: Timing
+    reference_cached: bool = Field(
+        False, description="The reference's features came from the reference cache."
+    )
+    map_png_base64: str | None = Field(
+        None, description="The difference map as base64 PNG, when include_map=true."
+    )
+
+
+class ErrorBody(BaseModel):
+    status: int
+    detail: str
+
+
+class BatchResponse(BaseModel):
+    results: list[CompareResponse | dict[str, ErrorBody]] = Field(
+        description="In the order the candidates were given: a /compare object, or "
+        '{"error": {"status": ..., "detail": ...}} for a candidate that failed alone.'
+    )
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What was wrong, in words a user can act on.")
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+def model_out(model: ModelInfo) -> ModelOut:
+    return ModelOut(
+        name=model.name,
+        weights=model.weights,
+        sha256=model.sha256,
+        device=model.device,
+        precision=model.precision,
+    )
+
+
+def compare_response(comparison: Comparison, model: ModelInfo, total_ms: float) -> CompareResponse:
+    s = comparison.scores
+    ref, cand = comparison.reference, comparison.candidate
+    psnr = s.psnr if s.psnr is not None and math.isfinite(s.psnr) else None
+    return CompareResponse(
+        scores=Scores(vgg=s.vgg, style=s.style, ssim=s.ssim, mse=s.mse, psnr=psnr),
+        layers=Layers(
+            vgg=LayerScores(**s.vgg_layers) if s.vgg_layers else None,
+            style=LayerScores(**s.style_layers) if s.style_layers else None,
+        ),
+        image=ImageInfo(
+            width=ref.width,
+            height=ref.height,
+            reference=Size(width=ref.original_size[0], height=ref.original_size[1]),
+            candidate=Size(width=cand.original_size[0], height=cand.original_size[1]),
+            reference_resized=ref.resized,
+            candidate_resized=cand.resized,
+            resized=ref.resized or cand.resized,
+        ),
+        model=model_out(model),
+        timing_ms=Timing(
+            decode_ms=round(comparison.decode_ms, 3),
+            queue_ms=round(comparison.queue_ms, 3),
+            compute_ms=round(comparison.compute_ms, 3),
+            total_ms=round(total_ms, 3),
+            batch_size=comparison.batch_size,
+        ),
+        reference_cached=s.reference_cached,
+    )

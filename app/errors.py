@@ -1,0 +1,62 @@
+"""Domain errors. Each names what went wrong in words a user can act on.
+
+The HTTP layer (``app.api.errors``) is the one place that maps these to status codes.
+"""
+
+from __future__ import annotations
+
+
+class SimscoreError(Exception):
+    """Base of every error simscore raises on purpose."""
+
+
+class InputError(SimscoreError):
+    """The request's input cannot be scored (maps to a 4xx)."""
+
+
+class NotAnImage(InputError):
+    """The bytes are not an image we can decode (empty, truncated, unknown format)."""
+
+
+class UnsupportedImageFormat(InputError):
+    """A recognised format we refuse on purpose (SVG, PDF, ...)."""
+
+
+class ImageTooLarge(InputError):
+    """Over ``SIMSCORE_MAX_PIXELS`` or ``SIMSCORE_MAX_UPLOAD_BYTES``."""
+
+
+class ImageTooSmall(InputError):
+    """A side under the 16 px minimum that VGG19 and SSIM need."""
+
+
+class SizeMismatch(InputError):
+    """Reference and candidate differ in size under the ``strict`` size policy."""
+
+
+class InvalidRequest(InputError):
+    """A form field is missing, misnamed or has a bad value (unknown metric, ...)."""
+
+
+class WeightsError(SimscoreError):
+    """Model weights are missing, corrupt, or of the wrong shape (start-up fails)."""
+
+
+class Overloaded(SimscoreError):
+    """The queue is full: come back later (maps to 429)."""
+
+
+class NotReady(SimscoreError):
+    """The model is not loaded yet, or the server is draining (maps to 503)."""
+
+
+class DeadlineExceeded(SimscoreError):
+    """The request ran past ``SIMSCORE_REQUEST_TIMEOUT_S`` (maps to 504)."""
+
+
+class OutOfMemory(SimscoreError):
+    """The device ran out of memory even for a single pair."""
+
+
+class ClientGone(SimscoreError):
+    """The client closed the connection before its result was ready (nothing is sent)."""

@@ -1,0 +1,19 @@
+"""Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
+
+from app.metrics.gram import gram_matrix, style_distance
+from app.metrics.mse import mse, psnr
+from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
+from app.metrics.ssim import gaussian_window, reference_moments, ssim, ssim_map
+
+__all__ = [
+    "VGG_TAP_WEIGHTS",
+    "gaussian_window",
+    "gram_matrix",
+    "mse",
+    "psnr",
+    "reference_moments",
+    "ssim",
+    "ssim_map",
+    "style_distance",
+    "vgg_distance",
+]

@@ -1,0 +1,125 @@
+"""Structural similarity (Wang, Bovik, Sheikh and Simoncelli, IEEE TIP 13(4), 2004).
+
+With Gaussian-weighted local moments (11x11 window, sigma 1.5), data range L = 1,
+C1 = (0.01 L)^2, C2 = (0.03 L)^2 and population (not sample) covariance:
+
+               (2 mu_x mu_y + C1) (2 sigma_xy + C2)
+    SSIM = -----------------------------------------------
+           (mu_x^2 + mu_y^2 + C1) (sigma_x^2 + sigma_y^2 + C2)
+
+evaluated where the window fits entirely inside the image (no padding), then averaged over the
+three channels and all those positions. This equals scikit-image's
+``structural_similarity(x, y, channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False)``.
+
+The five local moments (x, y, x^2, y^2, xy) of all channels are filtered together by one
+separable Gaussian: a horizontal and a vertical depthwise pass over a ``(N, 15, H, W)`` stack.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+WINDOW_SIZE = 11
+SIGMA = 1.5
+K1, K2 = 0.01, 0.03
+MOMENTS = 5
+
+
+def gaussian_window(
+    size: int = WINDOW_SIZE, sigma: float = SIGMA, *, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps, as ``scipy.ndimage.gaussian_filter`` builds it."""
+    radius = size // 2
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    weights = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return (weights / weights.sum()).to(dtype)
+
+
+def _filter_valid(stack: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Separable valid-region filter of every channel: ``(N, K, H, W) -> (N, K, H-10, W-10)``."""
+    k = stack.shape[1]
+    size = window.numel()
+    horizontal = window.view(1, 1, 1, size).expand(k, 1, 1, size)
+    vertical = window.view(1, 1, size, 1).expand(k, 1, size, 1)
+    out = F.conv2d(stack, horizontal, groups=k)
+    return F.conv2d(out, vertical, groups=k)
+
+
+def reference_moments(x: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    """Filtered local moments of a reference alone: ``(N, C, H, W) -> (N, 2C, H-10, W-10)``.
+
+    Channels are ``mu_x`` then ``E[x^2]``. A reference-feature cache keeps these so that a
+    candidate scored against a cached reference filters only its own three moments.
+    """
+    x = x.float()
+    return _filter_valid(torch.cat([x, x * x], dim=1), _window_for(x, window))
+
+
+def ssim_map(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    window: torch.Tensor | None = None,
+    x_moments: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Local SSIM per channel: ``(N, C, H, W) x2 -> (N, C, H-10, W-10)`` in float32.
+
+    ``x_moments``, if given, is ``reference_moments(x)`` computed earlier (same result).
+    Raises ``ValueError`` when the shapes differ or a side is under the window size.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"need two (N, C, H, W) tensors of one shape, got {x.shape}, {y.shape}")
+    window = _window_for(x, window)
+    size = window.numel()
+    if min(x.shape[-2:]) < size:
+        raise ValueError(f"SSIM needs sides of at least {size} px, got {tuple(x.shape[-2:])}")
+    x = x.float()
+    y = y.float()
+    c = x.shape[1]
+    if x_moments is None:
+        stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+        mu_x, mu_y, xx, yy, xy = torch.split(_filter_valid(stack, window), c, dim=1)
+    else:
+        mu_x, xx = torch.split(x_moments.float(), c, dim=1)
+        mu_y, yy, xy = torch.split(
+            _filter_valid(torch.cat([y, y * y, x * y], dim=1), window), c, dim=1
+        )
+    c1 = (K1 * data_range) ** 2
+    c2 = (K2 * data_range) ** 2
+    mu_xy = mu_x * mu_y
+    mu_xx = mu_x * mu_x
+    mu_yy = mu_y * mu_y
+    numerator = (2 * mu_xy + c1) * (2 * (xy - mu_xy) + c2)
+    denominator = (mu_xx + mu_yy + c1) * ((xx - mu_xx) + (yy - mu_yy) + c2)
+    result: torch.Tensor = numerator / denominator
+    return result
+
+
+def _window_for(x: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+    if window is None:
+        window = gaussian_window()
+    return window.to(device=x.device, dtype=torch.float32)
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    window: torch.Tensor | None = None,
+    x_moments: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean SSIM per pair: ``(N, C, H, W) x2 -> (N,)``; 1 for identical images."""
+    return (
+        ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments).flatten(1).mean(1)
+    )
+
+
+def ssim_valid_margin(window_size: int = WINDOW_SIZE) -> int:
+    """Pixels the valid window leaves out on each border (5 for an 11-tap window)."""
+    return math.floor(window_size / 2)

@@ -18,8 +18,8 @@ ARG WHEELS_IMAGE=scratch
 
 FROM ${WHEELS_IMAGE} AS wheels
 
-# --- builder: a virtual environment with the project and its dependencies ---------------
-FROM ${BASE_IMAGE} AS builder
+# --- deps: a virtual environment with the project's dependencies (the big, stable layer) ---
+FROM ${BASE_IMAGE} AS deps
 
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -28,10 +28,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# Dependencies first, from pyproject.toml alone, so editing app/ reuses this (large) layer.
-# torch and torchvision come from the wheel image when it has any wheels, else from PyPI
-# (whose default linux x86_64 torch wheel is the CUDA build). PIP_CERT is set only when the
-# optional pip_ca secret was passed.
+# From pyproject.toml alone, so editing app/ reuses this layer. torch and torchvision come
+# from the wheel image when it has any wheels, else from PyPI (whose default linux x86_64
+# torch wheel is the CUDA build). PIP_CERT is set only when the pip_ca secret was passed.
 COPY pyproject.toml /src/pyproject.toml
 RUN --mount=type=bind,from=wheels,target=/wheels \
     --mount=type=secret,id=pip_ca,required=false \
@@ -48,11 +47,12 @@ RUN --mount=type=bind,from=wheels,target=/wheels \
     pip install -r /tmp/rest.txt "setuptools>=68"; \
     rm /tmp/requirements.txt /tmp/torch.txt /tmp/rest.txt
 
-# The project itself: offline, against the dependencies installed above.
+# --- builder: the project as a wheel, built offline against those dependencies ----------
+FROM deps AS builder
+
 COPY README.md /src/README.md
 COPY app /src/app
-RUN pip install --no-deps --no-build-isolation /src \
-    && simscore --help > /dev/null
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
 
 # --- runtime: the venv, a non-root user, optionally the weights --------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -77,7 +77,12 @@ RUN groupadd --system --gid 10001 simscore \
         --shell /usr/sbin/nologin simscore \
     && mkdir -p /opt/simscore/weights
 
-COPY --from=builder /opt/venv /opt/venv
+# Two layers: the dependencies (unchanged by code edits, so cached and shared) and the
+# project wheel on top (small).
+COPY --from=deps /opt/venv /opt/venv
+RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 pip install --no-cache-dir --no-deps --no-index /dist/*.whl \
+    && simscore --help > /dev/null
 
 # The hub download goes to a throw-away TORCH_HOME; only the features-only state_dict
 # (and its sha256, for SIMSCORE_WEIGHTS_SHA256) stays in the layer.

@@ -147,8 +147,6 @@ class Batcher(Generic[In, Out]):
             if not self._admitting:
                 raise NotReady("the server is draining or not ready; retry on another replica")
             if self._depth + len(jobs) > self.queue_size:
-                if self._metrics:
-                    self._metrics.failures.labels(reason="rejected").inc(len(jobs))
                 raise Overloaded(
                     f"the queue is full ({self._depth} of {self.queue_size} pairs waiting); "
                     "retry after a short wait"
@@ -207,9 +205,8 @@ class Batcher(Generic[In, Out]):
         live: list[_Job[In, Out]] = []
         for job in jobs:
             if not job.future.set_running_or_notify_cancel():
-                self._count("cancelled")
-            elif now > job.deadline:
-                self._count("timeout")
+                continue  # its request was cancelled (client gone or timed out)
+            if now > job.deadline:
                 _fail(job.future, DeadlineExceeded("the request timed out while queued"))
             else:
                 live.append(job)
@@ -233,7 +230,6 @@ class Batcher(Generic[In, Out]):
                     self._compute(jobs[:half], started=started)
                     self._compute(jobs[half:], started=started)
                     return
-                self._count("oom")
                 exc = OutOfMemory(
                     "out of memory scoring a single pair; send smaller images or lower "
                     "SIMSCORE_MAX_SIDE"
@@ -249,10 +245,6 @@ class Batcher(Generic[In, Out]):
             outcome = Outcome(value, started - job.enqueued_at, compute_s, len(jobs))
             if not job.future.done():
                 job.future.set_result(outcome)
-
-    def _count(self, reason: str) -> None:
-        if self._metrics:
-            self._metrics.failures.labels(reason=reason).inc()
 
     def _gauge(self) -> None:
         if self._metrics:

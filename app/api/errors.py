@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,8 +11,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors as e
-
-log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "1"
 
@@ -86,8 +83,3 @@ def install(app: FastAPI) -> None:
         reason = "invalid_input" if 400 <= exc.status_code < 500 else None
         mapped = Mapped(exc.status_code, str(exc.detail), reason, exc.headers)
         return error_response(request, mapped)
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(request, map_exception(exc))

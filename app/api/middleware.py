@@ -98,6 +98,22 @@ class RequestContextMiddleware:
                 raise
             self.metrics.failures.labels(reason="invalid_input").inc()
             await _send_json(send_wrapper, 413, {"detail": exc.detail, "request_id": request_id})
+        except Exception:
+            # A bug: answer JSON (if we still can), log it, keep serving.
+            log.exception(
+                "unhandled error in %s %s (request %s)", scope["method"], path, request_id
+            )
+            self.metrics.failures.labels(reason="internal").inc()
+            if response_started:
+                return
+            await _send_json(
+                send_wrapper,
+                500,
+                {
+                    "detail": "internal error: the server failed to score this request",
+                    "request_id": request_id,
+                },
+            )
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

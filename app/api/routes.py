@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal, TypeVar
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import ApiKey, PipelineDep, StateDep, require_api_key
 from app.api.errors import error_response, map_exception
 from app.api.schemas import CompareResponse, ErrorResponse, Health, compare_response
+from app.difference_map import MapKind, difference_map_png
 from app.errors import ClientGone, DeadlineExceeded, ImageTooLarge, NotAnImage
 from app.pipeline import Comparison, parse_metrics
 
@@ -30,6 +32,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorResponse, "description": "Queue full; honour Retry-After."},
     503: {"model": ErrorResponse, "description": "Loading or draining; honour Retry-After."},
     504: {"model": ErrorResponse, "description": "Past SIMSCORE_REQUEST_TIMEOUT_S."},
+    500: {"model": ErrorResponse, "description": "A bug; request_id finds its log line."},
 }
 
 ReferenceFile = Annotated[
@@ -50,6 +53,22 @@ SizePolicyField = Annotated[
         "reference's. 'strict': refuse pairs of different sizes."
     ),
 ]
+MapKindField = Annotated[
+    MapKind,
+    Form(
+        description="'ssim': the local SSIM (fixed colour range [0, 1]; 1 = identical, yellow). "
+        "'abs': the mean absolute pixel difference over the channels (fixed range [0, 1]; "
+        "0 = identical, dark purple). Viridis colour map; see docs/dashboard.md.",
+        examples=["ssim"],
+    ),
+]
+IncludeMapField = Annotated[
+    bool,
+    Form(
+        description="Also return the map_kind difference map as base64 PNG in map_png_base64.",
+        examples=[False],
+    ),
+]
 
 
 @router.post(
@@ -67,6 +86,8 @@ async def compare(
     candidate: CandidateFile,
     metrics: MetricsField = None,
     size_policy: SizePolicyField = None,
+    include_map: IncludeMapField = False,
+    map_kind: MapKindField = "ssim",
 ) -> CompareResponse:
     started = time.monotonic()
     deadline = started + state.settings.request_timeout_s
@@ -83,8 +104,16 @@ async def compare(
         state.settings.request_timeout_s,
     )
     log_fields(request, comparison, len(ref_bytes), len(cand_bytes))
+    png = None
+    if include_map:
+        png = await asyncio.to_thread(
+            difference_map_png, comparison.reference.tensor, comparison.candidate.tensor, map_kind
+        )
     total_ms = (time.monotonic() - started) * 1000
-    return compare_response(comparison, pipeline.model, total_ms)
+    response = compare_response(comparison, pipeline.model, total_ms)
+    if png is not None:
+        response.map_png_base64 = base64.b64encode(png).decode("ascii")
+    return response
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})

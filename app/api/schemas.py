@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,24 +39,30 @@ class Scores(BaseModel):
 class LayerScores(BaseModel):
     """Unweighted per-tap values."""
 
-    relu1_1: float
-    relu2_1: float
-    relu3_1: float
-    relu4_1: float
-    relu5_1: float
+    relu1_1: float = Field(description="Value at VGG19 relu1_1 (64 channels, full size).")
+    relu2_1: float = Field(description="Value at VGG19 relu2_1 (128 channels, 1/2 size).")
+    relu3_1: float = Field(description="Value at VGG19 relu3_1 (256 channels, 1/4 size).")
+    relu4_1: float = Field(description="Value at VGG19 relu4_1 (512 channels, 1/8 size).")
+    relu5_1: float = Field(description="Value at VGG19 relu5_1 (512 channels, 1/16 size).")
 
 
 class Layers(BaseModel):
+    """Per-tap values of the feature metrics; null for a metric not asked for."""
+
     vgg: LayerScores | None = Field(None, description="mean|phi_i(x) - phi_i(y)| per tap.")
     style: LayerScores | None = Field(None, description="mean|G_i(x) - G_i(y)| per tap.")
 
 
 class Size(BaseModel):
-    width: int
-    height: int
+    """A size in pixels."""
+
+    width: int = Field(description="Width in pixels.", examples=[512])
+    height: int = Field(description="Height in pixels.", examples=[512])
 
 
 class ImageInfo(BaseModel):
+    """What was compared: sizes before and after the size policy."""
+
     width: int = Field(description="Width compared, after any resize.")
     height: int = Field(description="Height compared, after any resize.")
     reference: Size = Field(description="The reference's size as uploaded (EXIF-oriented).")
@@ -68,99 +75,158 @@ class ImageInfo(BaseModel):
 
 
 class ModelOut(BaseModel):
-    name: str = Field(examples=["vgg19"])
-    weights: str = Field(description="imagenet, file or random (development only).")
-    sha256: str = Field(description="First 12 hex digits of the weights' sha256.")
-    device: str = Field(examples=["cuda:0"])
-    precision: str = Field(examples=["fp32"])
+    """The model that produced the scores."""
+
+    name: str = Field(description="Model name.", examples=["vgg19"])
+    weights: str = Field(
+        description="imagenet, file or random (development only).", examples=["imagenet"]
+    )
+    sha256: str = Field(
+        description="First 12 hex digits of the weights' sha256.", examples=["dcbb9e9d3f5a"]
+    )
+    device: str = Field(description="Torch device the model runs on.", examples=["cuda:0"])
+    precision: str = Field(description="fp32, fp16 or bf16 (CUDA autocast).", examples=["fp32"])
 
 
 class Timing(BaseModel):
-    decode_ms: float
-    queue_ms: float
-    compute_ms: float = Field(description="Time of the batch this pair was scored in.")
-    total_ms: float
-    batch_size: int = Field(description="Pairs in the batch this pair was scored in.")
+    """Where the time went, in milliseconds."""
+
+    decode_ms: float = Field(description="Decoding and resizing the uploads.", examples=[6.1])
+    queue_ms: float = Field(description="Waiting in the batch queue.", examples=[1.2])
+    compute_ms: float = Field(
+        description="Time of the batch this pair was scored in.", examples=[9.8]
+    )
+    total_ms: float = Field(description="The whole request, as the server saw it.", examples=[17.5])
+    batch_size: int = Field(description="Pairs in the batch this pair was scored in.", examples=[4])
+
+
+COMPARE_EXAMPLE: dict[str, Any] = {
+    "scores": {
+        "vgg": 0.5123,
+        "style": 0.0042,
+        "ssim": 0.8731,
+        "mse": 0.0021,
+        "psnr": 26.78,
+    },
+    "layers": {
+        "vgg": dict.fromkeys(TAP_NAMES, 0.1),
+        "style": dict.fromkeys(TAP_NAMES, 0.001),
+    },
+    "image": {
+        "width": 512,
+        "height": 512,
+        "reference": {"width": 512, "height": 512},
+        "candidate": {"width": 1024, "height": 1024},
+        "reference_resized": False,
+        "candidate_resized": True,
+        "resized": True,
+    },
+    "model": {
+        "name": "vgg19",
+        "weights": "imagenet",
+        "sha256": "dcbb9e9d3f5a",
+        "device": "cuda:0",
+        "precision": "fp32",
+    },
+    "timing_ms": {
+        "decode_ms": 6.1,
+        "queue_ms": 1.2,
+        "compute_ms": 9.8,
+        "total_ms": 17.5,
+        "batch_size": 4,
+    },
+    "reference_cached": False,
+}
 
 
 class CompareResponse(BaseModel):
+    """The scores of one pair and what was compared."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [COMPARE_EXAMPLE]})
+
+    scores: Scores = Field(description="The five scores (null where not asked for).")
+    layers: Layers = Field(description="Per-tap values of vgg and style.")
+    image: ImageInfo = Field(description="What was compared.")
+    model: ModelOut = Field(description="What scored it.")
+    timing_ms: Timing = Field(description="Where the time went.")
+    reference_cached: bool = Field(
+        False, description="The reference's features came from the reference cache."
+    )
+    map_png_base64: str | None = Field(
+        None,
+        description="With include_map=true: the map_kind difference map (as POST /compare/map "
+        "returns it) as base64 PNG at the compared size; null otherwise.",
+    )
+
+
+class ErrorBody(BaseModel):
+    """Why one candidate of a batch failed."""
+
+    status: int = Field(
+        description="The HTTP status /compare would have answered for this pair.", examples=[400]
+    )
+    detail: str = Field(
+        description="What was wrong, in words a user can act on.",
+        examples=["the candidate image is an empty file"],
+    )
+
+
+class BatchItemError(BaseModel):
+    """A candidate that failed alone; the others are still scored."""
+
+    error: ErrorBody = Field(description="Status and detail of this candidate's failure.")
+
+
+class BatchResponse(BaseModel):
+    """One item per candidate, in the order given."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "scores": {
-                        "vgg": 0.5123,
-                        "style": 0.0042,
-                        "ssim": 0.8731,
-                        "mse": 0.0021,
-                        "psnr": 26.78,
-                    },
-                    "layers": {
-                        "vgg": dict.fromkeys(TAP_NAMES, 0.1),
-                        "style": dict.fromkeys(TAP_NAMES, 0.001),
-                    },
-                    "image": {
-                        "width": 512,
-                        "height": 512,
-                        "reference": {"width": 512, "height": 512},
-                        "candidate": {"width": 1024, "height": 1024},
-                        "reference_resized": False,
-                        "candidate_resized": True,
-                        "resized": True,
-                    },
-                    "model": {
-                        "name": "vgg19",
-                        "weights": "imagenet",
-                        "sha256": "dcbb9e9d3f5a",
-                        "device": "cuda:0",
-                        "precision": "fp32",
-                    },
-                    "timing_ms": {
-                        "decode_ms": 6.1,
-                        "queue_ms": 1.2,
-                        "compute_ms": 9.8,
-                        "total_ms": 17.5,
-                        "batch_size": 4,
-                    },
-                    "reference_cached": False,
+                    "results": [
+                        COMPARE_EXAMPLE,
+                        {"error": {"status": 400, "detail": "candidates[1] is an empty file"}},
+                    ]
                 }
             ]
         }
     )
 
-    scores: Scores
-    layers: Layers
-    image: ImageInfo
-    model: ModelOut
-    timing_ms: Timing
-    reference_cached: bool = Field(
-        False, description="The reference's features came from the reference cache."
-    )
-    map_png_base64: str | None = Field(
-        None, description="The difference map as base64 PNG, when include_map=true."
-    )
-
-
-class ErrorBody(BaseModel):
-    status: int
-    detail: str
-
-
-class BatchResponse(BaseModel):
-    results: list[CompareResponse | dict[str, ErrorBody]] = Field(
+    results: list[CompareResponse | BatchItemError] = Field(
         description="In the order the candidates were given: a /compare object, or "
         '{"error": {"status": ..., "detail": ...}} for a candidate that failed alone.'
     )
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer: a detail to act on and the request id of its log line."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "the candidate image is 8x8 px: VGG19 to relu5_1 pools four times "
+                    "and SSIM needs an 11 px window; the smallest side must be at least 16 px",
+                    "request_id": "5f0c2a8e9b1d4c7e8f6a3b2c1d0e9f8a",
+                }
+            ]
+        }
+    )
+
     detail: str = Field(description="What was wrong, in words a user can act on.")
-    request_id: str | None = None
+    request_id: str | None = Field(
+        None, description="The X-Request-ID of this request (also in the access log)."
+    )
 
 
 class Health(BaseModel):
-    status: str
-    detail: str | None = None
+    """Liveness or readiness."""
+
+    status: str = Field(
+        description="ok or ready; dead, loading or draining with status 503.", examples=["ready"]
+    )
+    detail: str | None = Field(None, description="Why it is not ok, when it is not.")
 
 
 def model_out(model: ModelInfo) -> ModelOut:

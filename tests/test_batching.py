@@ -1,0 +1,188 @@
+"""The dynamic batcher on its own, with a stand-in handler (no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from app.batching import Batcher
+from app.errors import DeadlineExceeded, NotReady, OutOfMemory, Overloaded
+from app.observability import Metrics
+
+
+class Recorder:
+    """A handler that records its batches and can be held, fail, or run out of memory."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_on: set[int] = set()
+        self.oom_above = 10**9
+
+    def __call__(self, items: Sequence[tuple[str, int]]) -> list[int]:
+        self.gate.wait(10)
+        self.batches.append(list(items))
+        time.sleep(self.delay_s)
+        if any(value in self.fail_on for _, value in items):
+            raise RuntimeError("boom")
+        if len(items) > self.oom_above:
+            raise MemoryError("simulated out of memory")
+        return [value * 10 for _, value in items]
+
+
+def make(
+    handler: Recorder, *, max_batch_size: int = 4, max_wait_s: float = 0.05, queue_size: int = 64
+) -> Batcher[tuple[str, int], int]:
+    batcher: Batcher[tuple[str, int], int] = Batcher(
+        handler,
+        group_key=lambda item: item[0],
+        max_batch_size=max_batch_size,
+        max_wait_s=max_wait_s,
+        queue_size=queue_size,
+        is_resource_exhausted=lambda exc: isinstance(exc, MemoryError),
+        metrics=Metrics(),
+    )
+    batcher.start()
+    return batcher
+
+
+def far() -> float:
+    return time.monotonic() + 30
+
+
+async def test_concurrent_items_of_one_key_share_a_batch() -> None:
+    handler = Recorder()
+    batcher = make(handler)
+    outs = await asyncio.gather(*(batcher.submit(("a", i), deadline=far()) for i in range(4)))
+    assert [o.value for o in outs] == [0, 10, 20, 30]
+    assert [len(b) for b in handler.batches] == [4]
+    assert all(o.batch_size == 4 for o in outs)
+    batcher.close()
+
+
+async def test_keys_are_never_mixed_and_the_oldest_goes_first() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(handler, max_batch_size=8, max_wait_s=0)
+    first = asyncio.ensure_future(batcher.submit(("a", 0), deadline=far()))
+    await asyncio.sleep(0.05)  # the worker now holds batch [a0] at the gate
+    waits = [
+        asyncio.ensure_future(batcher.submit((key, i), deadline=far()))
+        for i, key in enumerate(["b", "a", "b", "c", "a"], start=1)
+    ]
+    await asyncio.sleep(0.05)
+    handler.gate.set()
+    await asyncio.gather(first, *waits)
+    keys = [{k for k, _ in batch} for batch in handler.batches]
+    assert all(len(k) == 1 for k in keys)
+    assert [next(iter(k)) for k in keys] == ["a", "b", "a", "c"]  # by age of each batch's oldest
+    batcher.close()
+
+
+async def test_full_queue_is_rejected_with_overloaded() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(handler, max_batch_size=1, max_wait_s=0, queue_size=2)
+    held = asyncio.ensure_future(batcher.submit(("a", 0), deadline=far()))
+    await asyncio.sleep(0.05)
+    queued = [asyncio.ensure_future(batcher.submit(("a", i), deadline=far())) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded, match="queue is full"):
+        await batcher.submit(("a", 3), deadline=far())
+    with pytest.raises(Overloaded):
+        batcher.submit_many([("a", 4), ("a", 5)], deadline=far())
+    handler.gate.set()
+    await asyncio.gather(held, *queued)
+    batcher.close()
+
+
+async def test_cancelled_and_expired_items_are_dropped_before_compute() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(handler, max_batch_size=1, max_wait_s=0)
+    held = asyncio.ensure_future(batcher.submit(("a", 0), deadline=far()))
+    await asyncio.sleep(0.05)
+    cancelled = asyncio.ensure_future(batcher.submit(("a", 1), deadline=far()))
+    expired = asyncio.ensure_future(batcher.submit(("a", 2), deadline=time.monotonic() + 0.01))
+    kept = asyncio.ensure_future(batcher.submit(("a", 3), deadline=far()))
+    await asyncio.sleep(0.05)
+    cancelled.cancel()
+    handler.gate.set()
+    await held
+    with pytest.raises(DeadlineExceeded):
+        await expired
+    assert (await kept).value == 30
+    computed = [value for batch in handler.batches for _, value in batch]
+    assert computed == [0, 3]
+    batcher.close()
+
+
+async def test_a_failing_batch_fails_alone_and_the_worker_survives() -> None:
+    handler = Recorder()
+    handler.fail_on = {1}
+    batcher = make(handler, max_wait_s=0.05)
+    bad = batcher.submit_many([("a", 1), ("a", 2)], deadline=far())
+    good = batcher.submit_many([("b", 3)], deadline=far())
+    results = await asyncio.gather(*bad, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert (await good[0]).value == 30
+    assert batcher.alive
+    assert (await batcher.submit(("a", 5), deadline=far())).value == 50
+    batcher.close()
+
+
+async def test_out_of_memory_splits_the_batch_down_to_singles() -> None:
+    handler = Recorder()
+    handler.oom_above = 2
+    batcher = make(handler, max_batch_size=8)
+    outs = await asyncio.gather(*batcher.submit_many([("a", i) for i in range(8)], deadline=far()))
+    assert [o.value for o in outs] == [i * 10 for i in range(8)]
+    assert [len(b) for b in handler.batches] == [8, 4, 2, 2, 4, 2, 2]
+    handler.oom_above = 0
+    with pytest.raises(OutOfMemory, match="single pair"):
+        await batcher.submit(("a", 9), deadline=far())
+    assert batcher.alive
+    batcher.close()
+
+
+async def test_drain_finishes_accepted_work_and_refuses_new() -> None:
+    handler = Recorder(delay_s=0.05)
+    batcher = make(handler, max_batch_size=2, max_wait_s=0)
+    accepted = batcher.submit_many([("a", i) for i in range(5)], deadline=far())
+    batcher.stop_admitting()
+    with pytest.raises(NotReady):
+        await batcher.submit(("a", 9), deadline=far())
+    assert await batcher.drain(timeout_s=5)
+    assert [(await a).value for a in accepted] == [0, 10, 20, 30, 40]
+    batcher.close()
+    assert not batcher.alive
+
+
+async def test_close_fails_what_is_still_queued() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(handler, max_batch_size=1, max_wait_s=0)
+    held = asyncio.ensure_future(batcher.submit(("a", 0), deadline=far()))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(batcher.submit(("a", 1), deadline=far()))
+    await asyncio.sleep(0.01)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    with pytest.raises(NotReady):
+        await queued
+    handler.gate.set()
+    await held
+    closer.join()
+
+
+def test_invalid_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(
+            Recorder(), group_key=lambda item: item, max_batch_size=0, max_wait_s=0, queue_size=1
+        )

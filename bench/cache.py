@@ -1,0 +1,186 @@
+"""The reference-feature cache on a dashboard workload: one golden image, many candidates.
+
+    python bench/cache.py                       # 224 px, 16 candidates, batches of 1 and 8
+    python bench/cache.py --side 512 --candidates 8 --repeats 2
+
+Goes through ``Scorer.score`` (what the batch worker runs), all metrics, real photographs
+(scikit-image's astronaut as the golden image, JPEG/blur/noise/colour candidates). Modes, timed
+interleaved in the same process so machine noise hits them alike (median of ``--repeats``):
+
+* ``no sharing``: no ``reference_key``; every pair runs its reference through VGG19.
+* ``cache off``: ``SIMSCORE_REFERENCE_CACHE_SIZE=0``; a reference shared within one batch
+  still runs once (the service's in-batch dedupe), but every batch runs it again.
+* ``cache on``: the cache holds the golden image (warmed first, as on a live dashboard); the
+  model runs on the candidates only.
+* ``bare forward``: VGG19 on the candidates alone, no metrics: the floor for ``cache on``.
+
+The issue's target is cache on >= 1.8x cache off. At batch 1 (tiles requested one at a time)
+the cache halves the forward passes; within a full batch the in-batch dedupe already shares the
+reference, so the cache saves only 1 row in ``batch + 1``. Both are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from skimage import data
+
+from app.models.vgg import VGGFeatures
+from app.models.weights import load_features
+from app.reference_cache import ReferenceCache, reference_key
+from app.scoring import PairRequest, PairScores, Scorer, iter_batches
+
+MODES = ("no sharing", "cache off", "cache on", "bare forward")
+TARGET_RATIO = 1.8
+
+
+def golden_and_candidates(side: int, count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The astronaut at ``side`` x ``side`` and ``count`` distorted copies, as (3, H, W)."""
+    astronaut: Callable[[], np.ndarray] = data.astronaut
+    image = Image.fromarray(astronaut()).resize((side, side), Image.Resampling.LANCZOS)
+    rng = np.random.default_rng(0)
+    candidates = []
+    for j in range(count):
+        kind = j % 4
+        if kind == 0:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=20 + 5 * (j % 5))
+            out = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        elif kind == 1:
+            out = image.filter(ImageFilter.GaussianBlur(1 + j % 3))
+        elif kind == 2:
+            noisy = np.asarray(image, np.float64) + rng.normal(0, 10, (side, side, 3))
+            out = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+        else:
+            shifted = np.asarray(image, np.float64) * (1.05 + 0.01 * j) - 3
+            out = Image.fromarray(np.clip(shifted, 0, 255).astype(np.uint8))
+        candidates.append(_tensor(out))
+    return _tensor(image), candidates
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def run_mode(
+    mode: str,
+    scorers: dict[str, Scorer],
+    reference: torch.Tensor,
+    candidates: Sequence[torch.Tensor],
+    batch_size: int,
+) -> tuple[float, list[PairScores]]:
+    """Score every candidate once in chunks of ``batch_size``; return (seconds, scores)."""
+    key = None if mode == "no sharing" else reference_key(reference, "bench")
+    pairs = [PairRequest(reference, c, reference_key=key) for c in candidates]
+    scores: list[PairScores] = []
+    started = time.perf_counter()
+    if mode == "bare forward":
+        extractor = scorers["cache off"].extractor
+        with torch.inference_mode():
+            for images in iter_batches(candidates, batch_size):
+                extractor(torch.stack(list(images)).contiguous(memory_format=torch.channels_last))
+    else:
+        scorer = scorers[mode]
+        for chunk in iter_batches(pairs, batch_size):
+            scores.extend(scorer.score(chunk))
+    return time.perf_counter() - started, scores
+
+
+def max_relative_difference(a: Sequence[PairScores], b: Sequence[PairScores]) -> float:
+    """Largest relative difference of vgg, style and ssim between two runs."""
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        for name in ("vgg", "style", "ssim", "mse"):
+            u, v = getattr(x, name), getattr(y, name)
+            worst = max(worst, abs(u - v) / max(abs(u), abs(v), 1e-12))
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    features, _ = load_features("random", seed=0)
+    extractor = VGGFeatures(features)
+    scorers = {
+        "no sharing": Scorer(extractor, device=device, cache=ReferenceCache(0, 0)),
+        "cache off": Scorer(extractor, device=device, cache=ReferenceCache(0, 0)),
+        "cache on": Scorer(extractor, device=device, cache=ReferenceCache(32, 2 * 1024**3)),
+    }
+    reference, candidates = golden_and_candidates(args.side, args.candidates)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    print(f"# bench/cache.py  {' '.join(sys.argv[1:])}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}; {_machine()}; torch {torch.__version__}")
+    print(f"# {args.side}x{args.side}, {args.candidates} candidates, one reference, all metrics")
+    seconds: dict[tuple[int, str], list[float]] = {}
+    outputs: dict[str, list[PairScores]] = {}
+    for mode in MODES:  # warm-up: allocator, and the golden image into the cache
+        run_mode(mode, scorers, reference, candidates[:1], 1)
+    for _ in range(args.repeats):
+        for batch_size in batch_sizes:
+            for mode in MODES:
+                took, scores = run_mode(mode, scorers, reference, candidates, batch_size)
+                seconds.setdefault((batch_size, mode), []).append(took)
+                if scores:
+                    outputs[mode] = scores
+    print()
+    print("| batch | mode | pairs/s | ms/pair | vs cache off |")
+    print("|---:|---|---:|---:|---:|")
+    verdicts = []
+    for batch_size in batch_sizes:
+        rate = {
+            mode: args.candidates / statistics.median(seconds[(batch_size, mode)]) for mode in MODES
+        }
+        for mode in MODES:
+            print(
+                f"| {batch_size} | {mode} | {rate[mode]:.3f} | {1000 / rate[mode]:.0f} | "
+                f"{rate[mode] / rate['cache off']:.2f}x |"
+            )
+        ratio = rate["cache on"] / rate["cache off"]
+        verdicts.append(f"batch {batch_size}: cache on / off = {ratio:.2f}x")
+    print()
+    print("; ".join(verdicts) + f" (target >= {TARGET_RATIO}x)")
+    difference = max_relative_difference(outputs["cache on"], outputs["cache off"])
+    print(f"max relative score difference, cache on vs off: {difference:.2e}")
+    return 0
+
+
+def _machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
+                model,
+            )
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, {torch.get_num_threads()} torch threads"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

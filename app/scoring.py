@@ -214,17 +214,11 @@ class Scorer:
         featured = [i for i, p in enumerate(pairs) if p.metrics & FEATURE_METRICS]
         if featured:
             cand_taps = self._fill_taps_and_forward(refs, cands, references, keys, featured)
-            ref_taps = [
-                torch.cat([self._taps_of(references[keys[i]])[t] for i in featured])
-                for t in range(len(TAP_NAMES))
-            ]
+            ref_taps = self._gather(references, [keys[i] for i in featured], "taps")
             total, per_tap = vgg_distance(ref_taps, cand_taps)
             self._put(values, "vgg", featured, total, pairs, layers["vgg"], per_tap)
             cand_grams = [gram_matrix(t) for t in cand_taps]
-            ref_grams = [
-                torch.cat([self._grams_of(references[keys[i]])[t] for i in featured])
-                for t in range(len(TAP_NAMES))
-            ]
+            ref_grams = self._gather(references, [keys[i] for i in featured], "grams")
             total, per_tap = style_distance(ref_grams, cand_grams)
             self._put(values, "style", featured, total, pairs, layers["style"], per_tap)
 
@@ -328,16 +322,32 @@ class Scorer:
             self.cache.put(key, entry)
 
     @staticmethod
-    def _taps_of(ref: _Reference) -> tuple[torch.Tensor, ...]:
-        if ref.taps is None:
-            raise RuntimeError("reference taps were not computed")
-        return ref.taps
+    def _gather(
+        references: dict[str, _Reference], pair_keys: list[str], what: str
+    ) -> list[torch.Tensor]:
+        """Per tap, the references' tensors lined up with the pairs.
 
-    @staticmethod
-    def _grams_of(ref: _Reference) -> tuple[torch.Tensor, ...]:
-        if ref.grams is None:
-            raise RuntimeError("reference Gram matrices were not computed")
-        return ref.grams
+        Without copies in the two common cases: every pair has its own freshly computed
+        reference (a view of the forward batch), or all pairs share one reference (expanded).
+        """
+        per_pair: list[tuple[torch.Tensor, ...]] = []
+        for key in pair_keys:
+            tensors = getattr(references[key], what)
+            if tensors is None:
+                raise RuntimeError(f"reference {what} were not computed")
+            per_pair.append(tensors)
+        gathered = []
+        for tap in range(len(per_pair[0])):
+            parts = [tensors[tap] for tensors in per_pair]
+            first = parts[0]
+            if all(p is first for p in parts):
+                gathered.append(first.expand(len(parts), *first.shape[1:]))
+            elif _consecutive_rows(parts):
+                base = parts[0]
+                gathered.append(base.as_strided((len(parts), *base.shape[1:]), base.stride()))
+            else:
+                gathered.append(torch.cat(parts))
+        return gathered
 
     @staticmethod
     def _moments_of(ref: _Reference) -> torch.Tensor:
@@ -363,6 +373,19 @@ class Scorer:
             values[name][i] = numbers[j]
             if layer_out is not None and rows is not None:
                 layer_out[i] = dict(zip(TAP_NAMES, rows[j], strict=True))
+
+
+def _consecutive_rows(parts: list[torch.Tensor]) -> bool:
+    """True if the one-row views ``parts`` are rows 0, 1, 2, ... of one batch tensor, in order."""
+    base = parts[0]
+    step = base.stride(0)
+    return all(
+        p.untyped_storage().data_ptr() == base.untyped_storage().data_ptr()
+        and p.storage_offset() == base.storage_offset() + i * step
+        and p.shape == base.shape
+        and p.stride() == base.stride()
+        for i, p in enumerate(parts)
+    )
 
 
 def _detached(tensors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, ...] | None:

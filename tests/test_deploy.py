@@ -290,6 +290,41 @@ def test_queried_metrics_are_exported(source: str) -> None:
     assert not unknown, f"{source} queries series the service does not export: {unknown}"
 
 
+# Grafana and prometheus-adapter template variables, replaced by something PromQL accepts.
+_TEMPLATE_VALUES = {
+    "$__rate_interval": "5m",
+    "$instance": ".*",
+    "$endpoint": ".*",
+    "<<.Series>>": "simscore_queue_depth",
+    "<<.LabelMatchers>>": 'namespace="simscore",pod="simscore-0"',
+    "<<.GroupBy>>": "pod",
+}
+
+
+def _promql(query: str) -> str:
+    for variable, value in _TEMPLATE_VALUES.items():
+        query = query.replace(variable, value)
+    return query
+
+
+@pytest.mark.parametrize("source", ["grafana dashboard", "prometheus rules", "prometheus-adapter"])
+def test_queries_are_valid_promql(source: str) -> None:
+    promql_parser = pytest.importorskip("promql_parser")
+    expressions = [
+        q
+        for q in _queries()[source]
+        # Grafana's label_values() is not PromQL; an adapter `matches` is a regular expression.
+        if not q.startswith(("label_values(", "^"))
+    ]
+    errors = []
+    for expression in expressions:
+        try:
+            promql_parser.parse(_promql(expression))
+        except ValueError as exc:
+            errors.append(f"{expression!r}: {exc}")
+    assert not errors, "\n".join(errors)
+
+
 def test_dashboard_shows_what_operators_need() -> None:
     exported = _exported_series()
     families = {

@@ -53,7 +53,8 @@ CandidatesField = Annotated[
     list[UploadFile],
     File(
         description="The candidate images, one file per repeated 'candidates' field (at most "
-        "SIMSCORE_MAX_BATCH_CANDIDATES, default 64); each is compared to the reference."
+        "SIMSCORE_MAX_BATCH_CANDIDATES, default 64); each is compared to the reference.",
+        min_length=1,
     ),
 ]
 

@@ -35,6 +35,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorResponse, "description": "A bug; request_id finds its log line."},
 }
 
+
+def omit_null(schema: dict[str, Any]) -> None:
+    """Document an optional form field as absent-or-value: multipart has no null to send."""
+    options = [option for option in schema.pop("anyOf", ()) if option.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+
+
 ReferenceFile = Annotated[
     UploadFile, File(description="The reference (golden) image: PNG, JPEG, WebP, GIF, BMP, TIFF.")
 ]
@@ -44,13 +54,16 @@ MetricsField = Annotated[
     Form(
         description="Comma-separated subset of vgg, style, ssim, mse, psnr (default: all).",
         examples=["vgg,ssim"],
+        json_schema_extra=omit_null,
     ),
 ]
 SizePolicyField = Annotated[
     Literal["resize", "strict"] | None,
     Form(
         description="'resize' (default): a candidate of another size is resized to the "
-        "reference's. 'strict': refuse pairs of different sizes."
+        "reference's. 'strict': refuse pairs of different sizes.",
+        examples=["resize"],
+        json_schema_extra=omit_null,
     ),
 ]
 MapKindField = Annotated[

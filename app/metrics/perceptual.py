@@ -17,8 +17,11 @@ VGG_TAP_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 
 def tap_l1(fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference per sample: ``(N, C, H, W) x2 -> (N,)`` in float32."""
-    return (fx.float() - fy.float()).abs_().flatten(1).mean(1)
+    """Mean absolute difference per sample: ``(N, C, H, W) x2 -> (N,)`` in float32.
+
+    Reduces over (C, H, W) in place, so channels-last activations are not copied.
+    """
+    return (fx.float() - fy.float()).abs_().mean(dim=(1, 2, 3))
 
 
 def vgg_distance(

@@ -15,6 +15,7 @@ Environment (all optional):
 * ``SIMSCORE_LOAD_PAIRS_PER_S``: pace the users so that together they offer this many pairs per
   second (open-loop-like; used by the soak), instead of the think time.
 * ``SIMSCORE_LOAD_SUMMARY``: write a JSON summary of the scoring requests here at exit.
+* ``SIMSCORE_LOAD_STARTED``: touch this file when the users start.
 
 ``run_load.py`` (``make load`` / ``make soak``) starts the service and runs this headless.
 """
@@ -54,6 +55,7 @@ DASHBOARD_CANDIDATES = int(os.environ.get("SIMSCORE_LOAD_DASHBOARD_CANDIDATES", 
 WAIT_S = tuple(float(v) for v in os.environ.get("SIMSCORE_LOAD_WAIT_S", "0.1,0.5").split(","))
 PAIRS_PER_S = float(os.environ.get("SIMSCORE_LOAD_PAIRS_PER_S", "0") or 0)
 SUMMARY_PATH = os.environ.get("SIMSCORE_LOAD_SUMMARY")
+STARTED_PATH = os.environ.get("SIMSCORE_LOAD_STARTED")
 PAIRS_PER_TASK = traffic.pairs_per_task(
     TASK_WEIGHTS,
     {
@@ -135,7 +137,7 @@ class SimscoreUser(HttpUser):
     def health(self) -> None:
         for path, word in (("/healthz", "ok"), ("/readyz", "ready")):
             with self.client.get(path, catch_response=True) as response:
-                _judge(response, functools.partial(_check_health, status=word))
+                _judge(response, functools.partial(traffic.check_health, status=word))
 
     def _pick(self, pairs: tuple[traffic.Pair, ...]) -> traffic.Pair:
         self.turn += 1
@@ -151,10 +153,6 @@ class SimscoreUser(HttpUser):
             "/compare", files=files, name=pair.name, catch_response=True
         ) as response:
             _judge(response, check)
-
-
-def _check_health(body: Any, status: str) -> None:
-    traffic.check_health(body, status)
 
 
 def _judge(response: Any, check: Callable[[Any], None]) -> None:
@@ -177,6 +175,13 @@ def _judge(response: Any, check: Callable[[Any], None]) -> None:
             response.failure(f"HTTP {status}: {detail}")
     except traffic.BadResponse as exc:
         response.failure(f"HTTP {status}, bad body: {exc}")
+
+
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
+def _mark_start(**_: Any) -> None:
+    """Tell the driver that users start now (locust's own start-up is not load time)."""
+    if STARTED_PATH:
+        Path(STARTED_PATH).write_text(str(time.time()))
 
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]

@@ -47,6 +47,7 @@ BIN = Path(sys.executable).parent
 CLI = (sys.executable, "-m", "app.cli")
 READY_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 45.0
+LOCUST_START_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -208,6 +209,17 @@ def wait_idle(base_url: str, timeout_s: float = 120.0) -> None:
         time.sleep(2)
 
 
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until ``path`` exists; fail if ``process`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"locust exited with {process.returncode} before starting")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"locust did not start within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
 # -- one locust run ----------------------------------------------------------------------------
 
 
@@ -270,14 +282,22 @@ def run_locust(
         "--loglevel",
         "WARNING",
     ]
-    env = {**os.environ, **extra_env, "SIMSCORE_LOAD_SUMMARY": str(summary_path)}
+    started_path = out_dir / f"locust_u{users}.started"
+    env = {
+        **os.environ,
+        **extra_env,
+        "SIMSCORE_LOAD_SUMMARY": str(summary_path),
+        "SIMSCORE_LOAD_STARTED": str(started_path),
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    before = scrape(base_url)
-    rss_start = rss_mib(server.pid)
-    started = time.monotonic()
     with (out_dir / f"locust_u{users}.log").open("wb") as log:
         locust = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
+            # The window is locust's -t from its first user on, not its import and set-up.
+            wait_for_file(started_path, locust, LOCUST_START_TIMEOUT_S)
+            before = scrape(base_url)
+            rss_start = rss_mib(server.pid)
+            started = time.monotonic()
             # Read the server's counters when the load stops, before locust's own shutdown.
             time.sleep(max(0.0, started + duration_s - time.monotonic()))
             after = scrape(base_url)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import io
 import json
@@ -75,7 +76,8 @@ def photo(name: str, side: int) -> np.ndarray:
     resized = Image.fromarray(np.ascontiguousarray(image)).resize(
         (side, side), Image.Resampling.LANCZOS
     )
-    return np.asarray(resized)
+    out: np.ndarray = np.asarray(resized, dtype=np.uint8)
+    return out
 
 
 def distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
@@ -91,7 +93,8 @@ def distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
         noisy = image.astype(np.float64) + rng.normal(0, 10, image.shape)
         return np.clip(noisy, 0, 255).astype(np.uint8)
     shifted = image.astype(np.float64) * np.array([1.08, 0.96, 0.9]) + 4
-    return np.clip(shifted, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(shifted, 0, 255).astype(np.uint8)
+    return out
 
 
 def tensor(image: np.ndarray) -> torch.Tensor:
@@ -164,7 +167,7 @@ def sweep(
                 try:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
-                    seconds = timed(lambda p=pairs: scorer.score(p), min_s)  # type: ignore[misc]
+                    seconds = timed(functools.partial(scorer.score, pairs), min_s)
                     peak = torch.cuda.max_memory_allocated()
                     rows_in = torch.rand(2 * batch, 3, side, side, device=device)
                     rows_in = rows_in.contiguous(memory_format=torch.channels_last)

@@ -61,7 +61,9 @@ def test_compare_folder_writes_a_csv_and_reports_failures(
     assert "3/3" in captured.err  # progress bar
 
 
-def test_make_random_weights_is_loadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_random_weights_is_loadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "w.pth"
     assert main(["make-random-weights", "--out", str(out), "--seed", "5"]) == 0
     digest = capsys.readouterr().out.split()[0]

@@ -268,3 +268,102 @@ async def test_metrics_exports_every_documented_name(
         assert f"# TYPE {name} " in text or f"# TYPE {name}_total counter" in text, name
     assert 'simscore_requests_total{status="200"}' in text
     assert 'simscore_batch_size_bucket{le="64.0"}' in text
+
+
+async def test_a_client_that_goes_away_is_dropped_before_compute(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import asyncio
+
+    settings = make_settings(max_batch_size=1, max_wait_ms=0)
+    async with running(settings) as (app, client):
+        pipeline = state_of(app).pipeline
+        assert pipeline is not None
+        gate = Gate(pipeline.scorer.score)
+        scored: list[int] = []
+
+        def counting(pairs: Sequence[PairRequest]) -> list[PairScores]:
+            scored.append(len(pairs))
+            return gate(pairs)
+
+        pipeline.scorer.score = counting  # type: ignore[method-assign]
+        held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
+        await asyncio.to_thread(gate.entered.wait, 10)
+
+        # A raw ASGI request whose client disconnects while its pair is queued.
+        request = httpx.Request("POST", "http://t/compare", files=files(GOOD, OTHER))
+        content_type = request.headers["content-type"]
+        body = request.read()
+        gone = asyncio.Event()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, object]:
+            if messages:
+                return messages.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/compare",
+            "raw_path": b"/compare",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 1234),
+            "server": ("t", 80),
+            "state": {},
+        }
+        call = asyncio.ensure_future(app(scope, receive, send))
+        while pipeline.batcher.depth < 2:
+            await asyncio.sleep(0.01)
+        gone.set()
+        await asyncio.wait_for(call, 10)
+        gate.open.set()
+        assert (await held).status_code == 200
+        await asyncio.sleep(0.1)
+        metrics = (await client.get("/metrics")).text
+    assert scored == [1]  # only the held request reached the model
+    assert 'simscore_request_failures_total{reason="cancelled"} 1.0' in metrics
+
+
+async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import asyncio
+
+    import torch
+
+    async with running(make_settings(max_batch_size=4, max_wait_ms=100)) as (app, client):
+        pipeline = state_of(app).pipeline
+        assert pipeline is not None
+        real = pipeline.scorer.score
+        big = encode(photo("chelsea", 96))
+
+        def scarce(pairs: Sequence[PairRequest]) -> list[PairScores]:
+            if len(pairs) > 1 or pairs[0].shape[-1] == 96:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(pairs)
+
+        pipeline.scorer.score = scarce  # type: ignore[method-assign]
+        responses = await asyncio.gather(
+            client.post("/compare", files=files(GOOD, OTHER)),
+            client.post("/compare", files=files(OTHER, GOOD)),
+            client.post("/compare", files=files(big, big)),
+        )
+        metrics = (await client.get("/metrics")).text
+    assert [r.status_code for r in responses] == [200, 200, 413]
+    assert "out of memory" in responses[2].json()["detail"]
+    assert 'simscore_request_failures_total{reason="oom"} 1.0' in metrics

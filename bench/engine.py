@@ -22,6 +22,7 @@ import argparse
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -79,7 +80,7 @@ def engine_vs_bare(
                 scorer.extractor.register_forward_hook(post),
             ]
             forward_s.clear()
-            engine_s = best_of(lambda pairs=pairs: scorer.score(pairs), repeats=repeats)
+            engine_s = best_of(partial(scorer.score, pairs), repeats=repeats)
             for hook in hooks:
                 hook.remove()
             fwd = sorted(forward_s[1:])[len(forward_s[1:]) // 2]  # median, warm-up dropped
@@ -154,13 +155,14 @@ def ssim_table(sides: list[int], repeats: int) -> str:
         x, y = ref[None], cand[None]
         xn = ref.permute(1, 2, 0).numpy().astype(np.float64)
         yn = cand.permute(1, 2, 0).numpy().astype(np.float64)
-        ours = best_of(lambda x=x, y=y: ssim(x, y), repeats=repeats * 3)
+        ours = best_of(partial(ssim, x, y), repeats=repeats * 3)
         theirs = best_of(
-            lambda x=x, y=y: pytorch_msssim.ssim(x, y, data_range=1.0, size_average=False),
+            partial(pytorch_msssim.ssim, x, y, data_range=1.0, size_average=False),
             repeats=repeats * 3,
         )
         sk = best_of(
-            lambda xn=xn, yn=yn: structural_similarity(
+            partial(
+                structural_similarity,
                 xn,
                 yn,
                 channel_axis=2,
@@ -228,7 +230,7 @@ def piq_table(extractor: VGGFeatures, sides: list[int], n: int, repeats: int) ->
                 piq.ssim(x, y, data_range=1.0, downsample=False, reduction="none")
                 ((x - y) ** 2).mean(dim=(1, 2, 3))
 
-        ours = best_of(lambda pairs=pairs: scorer.score(pairs), repeats=repeats)
+        ours = best_of(partial(scorer.score, pairs), repeats=repeats)
         theirs = best_of(with_piq, repeats=repeats)
         rows.append(
             [f"{side}", f"{n}", f"{n / ours:.2f}", f"{n / theirs:.2f}", f"{theirs / ours:.2f}x"]

@@ -121,9 +121,17 @@ def png(image: np.ndarray) -> bytes:
 # -- 1. batch-size sweep -----------------------------------------------------------------------
 
 
+DEVICE = torch.device("cuda")  # --device cpu only smoke-tests this script on a CPU machine
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 @contextlib.contextmanager
 def autocast(precision: str) -> Iterator[None]:
-    if precision == "fp32":
+    if precision == "fp32" or DEVICE.type != "cuda":
         yield
     else:
         with torch.autocast("cuda", dtype=AUTOCAST_DTYPES[precision]):
@@ -133,13 +141,13 @@ def autocast(precision: str) -> Iterator[None]:
 def timed(fn: Callable[[], object], min_s: float, min_iters: int = 3) -> float:
     """Seconds per call of ``fn`` (synchronised), after one untimed call."""
     fn()
-    torch.cuda.synchronize()
+    sync()
     started = time.perf_counter()
     iters = 0
     while iters < min_iters or time.perf_counter() - started < min_s:
         fn()
         iters += 1
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - started) / iters
 
 
@@ -152,7 +160,8 @@ def sweep(
     deadline: float,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    device = torch.device("cuda")
+    device = DEVICE
+    cuda = device.type == "cuda"
     for side in sides:
         pool = photo_pairs(side, max(batch_sizes))
         for precision in precisions:
@@ -165,10 +174,11 @@ def sweep(
                     continue
                 pairs = pool[:batch]
                 try:
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
+                    if cuda:
+                        torch.cuda.empty_cache()
+                        torch.cuda.reset_peak_memory_stats()
                     seconds = timed(functools.partial(scorer.score, pairs), min_s)
-                    peak = torch.cuda.max_memory_allocated()
+                    peak = torch.cuda.max_memory_allocated() if cuda else 0
                     rows_in = torch.rand(2 * batch, 3, side, side, device=device)
                     rows_in = rows_in.contiguous(memory_format=torch.channels_last)
 
@@ -180,7 +190,7 @@ def sweep(
                 except torch.OutOfMemoryError:
                     row["status"] = "OOM"
                     torch.cuda.empty_cache()
-                    continue
+                    break  # larger batches will not fit either
                 row.update(
                     status="ok",
                     pairs_per_s=round(batch / seconds, 1),
@@ -198,7 +208,7 @@ def sweep(
 
 def deviation(extractor: VGGFeatures, sides: Sequence[int]) -> list[dict[str, Any]]:
     """Relative deviation of each precision's scores from strict fp32 (TF32 off)."""
-    device = torch.device("cuda")
+    device = DEVICE
     out: list[dict[str, Any]] = []
     for side in sides:
         pairs = photo_pairs(side, 12)
@@ -232,7 +242,7 @@ def relative(reference: Sequence[PairScores], other: Sequence[PairScores]) -> di
 
 def baselines(side: int, batch: int, min_s: float) -> list[dict[str, Any]]:
     """SSIM throughput (pairs/s) of simscore, piq and pytorch_msssim on the same tensors."""
-    device = torch.device("cuda")
+    device = DEVICE
     x = torch.rand(batch, 3, side, side, device=device)
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     candidates: dict[str, Callable[[], object]] = {
@@ -325,7 +335,7 @@ def http_run(precision: str, workers: int, seconds: float, log_path: Path) -> di
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "SIMSCORE_WEIGHTS": "random",
-        "SIMSCORE_DEVICE": "cuda",
+        "SIMSCORE_DEVICE": str(DEVICE),
         "SIMSCORE_PRECISION": precision,
         "SIMSCORE_MAX_BATCH_SIZE": "32",
         "SIMSCORE_QUEUE_SIZE": "1024",
@@ -407,8 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-precision", default="bf16")
     parser.add_argument("--http-workers", type=int, default=64)
     parser.add_argument("--http-seconds", type=float, default=20.0)
+    parser.add_argument("--device", default="cuda", help="'cpu' only smoke-tests the script")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print("bench/gpu.py needs CUDA; nothing to measure here", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -417,11 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     features, _ = load_features("random", seed=0)
     extractor = VGGFeatures(features)
-    props = torch.cuda.get_device_properties(0)
+    cuda = DEVICE.type == "cuda"
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "gpu": torch.cuda.get_device_name(0),
-        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "gpu": torch.cuda.get_device_name(0) if cuda else f"none (smoke test on {DEVICE})",
+        "gpu_memory_gib": (
+            round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else 0
+        ),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),

@@ -67,17 +67,20 @@ def distort(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     """Real-world distortions: jpeg, blur, noise, colour."""
     rng = np.random.default_rng(seed)
     if kind == "jpeg":
-        return np.asarray(Image.open(io.BytesIO(encode(image, "JPEG", quality=20))).convert("RGB"))
+        decoded = Image.open(io.BytesIO(encode(image, "JPEG", quality=20))).convert("RGB")
+        return np.array(decoded, dtype=np.uint8)
     if kind == "blur":
         from PIL import ImageFilter
 
         return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(2)))
     if kind == "noise":
         noisy = image.astype(np.float64) + rng.normal(0, 12, image.shape)
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        clipped: np.ndarray = np.clip(noisy, 0, 255).astype(np.uint8)
+        return clipped
     if kind == "colour":
         shifted = image.astype(np.float64) * np.array([1.1, 0.95, 0.85]) + np.array([8, 0, -5])
-        return np.clip(shifted, 0, 255).astype(np.uint8)
+        moved: np.ndarray = np.clip(shifted, 0, 255).astype(np.uint8)
+        return moved
     raise ValueError(kind)
 
 
@@ -94,7 +97,7 @@ def make_settings(weights_file: Path) -> Callable[..., Settings]:
             "drain_timeout_s": 10,
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build
 

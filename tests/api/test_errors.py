@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -297,15 +298,15 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
         gone = asyncio.Event()
         messages = [{"type": "http.request", "body": body, "more_body": False}]
 
-        async def receive() -> dict[str, object]:
+        async def receive() -> dict[str, Any]:
             if messages:
                 return messages.pop()
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        sent: list[dict[str, object]] = []
+        sent: list[MutableMapping[str, Any]] = []
 
-        async def send(message: dict[str, object]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         scope = {

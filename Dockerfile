@@ -57,10 +57,6 @@ RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
 # --- runtime: the venv, a non-root user, optionally the weights --------------------------
 FROM ${BASE_IMAGE} AS runtime
 
-# 1 bakes torchvision's ImageNet VGG19 weights into the image (needs download.pytorch.org);
-# 0 expects a state_dict mounted at $SIMSCORE_WEIGHTS (or SIMSCORE_WEIGHTS pointed elsewhere).
-ARG FETCH_WEIGHTS=1
-
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -84,6 +80,9 @@ RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
     PIP_DISABLE_PIP_VERSION_CHECK=1 pip install --no-cache-dir --no-deps --no-index /dist/*.whl \
     && simscore --help > /dev/null
 
+# 1 bakes torchvision's ImageNet VGG19 weights into the image (needs download.pytorch.org);
+# 0 expects a state_dict mounted at $SIMSCORE_WEIGHTS (or SIMSCORE_WEIGHTS pointed elsewhere).
+ARG FETCH_WEIGHTS=1
 # The hub download goes to a throw-away TORCH_HOME; only the features-only state_dict
 # (and its sha256, for SIMSCORE_WEIGHTS_SHA256) stays in the layer.
 RUN --mount=type=secret,id=pip_ca,required=false \

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     # Batching
     queue_size: int = Field(256, ge=1, description="Pairs waiting for the model, at most.")
+    max_concurrent_requests: int = Field(
+        64, ge=1, description="Scoring requests in flight (reading, decoding, queued), at most."
+    )
     max_batch_size: int = Field(8, ge=1, le=256, description="Pairs per forward pass, at most.")
     max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits to fill up.")
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request deadline.")

@@ -7,15 +7,16 @@ and knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from app.batching import Batcher, Outcome
 from app.config import Settings, SizePolicy
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, Overloaded
 from app.imaging import PreparedImage, prepare_candidate, prepare_reference
 from app.observability import Metrics
 from app.reference_cache import reference_key
@@ -82,9 +83,27 @@ class ComparePipeline:
             metrics=metrics,
         )
         self._preprocessing = f"max_side={settings.max_side}"
+        self._in_flight = 0
 
     def start(self) -> None:
         self.batcher.start()
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """Hold one request slot while its uploads are read, decoded and scored.
+
+        Bounds the memory that uploads in flight can take; called on the event loop only.
+        """
+        if self._in_flight >= self.settings.max_concurrent_requests:
+            raise Overloaded(
+                f"{self._in_flight} requests are already in flight "
+                "(SIMSCORE_MAX_CONCURRENT_REQUESTS); retry after a short wait"
+            )
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     def close(self) -> None:
         self.batcher.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -48,8 +49,11 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_pipeline(state: StateDep) -> ComparePipeline:
-    return state.admitting_pipeline()
+async def get_pipeline(state: StateDep) -> AsyncIterator[ComparePipeline]:
+    """The pipeline, holding one of ``SIMSCORE_MAX_CONCURRENT_REQUESTS`` slots (else 429)."""
+    pipeline = state.admitting_pipeline()
+    with pipeline.admission():
+        yield pipeline
 
 
 PipelineDep = Annotated[ComparePipeline, Depends(get_pipeline)]

@@ -368,3 +368,23 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
     assert [r.status_code for r in responses] == [200, 200, 413]
     assert "out of memory" in responses[2].json()["detail"]
     assert 'simscore_request_failures_total{reason="oom"} 1.0' in metrics
+
+
+async def test_too_many_requests_in_flight_is_429(make_settings: Callable[..., Settings]) -> None:
+    import asyncio
+
+    settings = make_settings(max_concurrent_requests=1, max_batch_size=1, max_wait_ms=0)
+    async with running(settings) as (app, client):
+        pipeline = state_of(app).pipeline
+        assert pipeline is not None
+        gate = Gate(pipeline.scorer.score)
+        pipeline.scorer.score = gate  # type: ignore[method-assign]
+        held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
+        await asyncio.to_thread(gate.entered.wait, 10)
+        rejected = await client.post("/compare", files=files(GOOD, OTHER))
+        gate.open.set()
+        assert (await held).status_code == 200
+        after = await client.post("/compare", files=files(GOOD, OTHER))
+    assert rejected.status_code == 429
+    assert "SIMSCORE_MAX_CONCURRENT_REQUESTS" in rejected.json()["detail"]
+    assert after.status_code == 200

@@ -18,6 +18,19 @@ ARG WHEELS_IMAGE=scratch
 
 FROM ${WHEELS_IMAGE} AS wheels
 
+# --- requirements: the dependency list, alone ----------------------------------------------
+# Read from pyproject.toml here, so edits elsewhere in that file (version, tool settings) leave
+# the requirement files, and so the large dependency layer below, unchanged and cached.
+FROM ${BASE_IMAGE} AS requirements
+
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+COPY pyproject.toml /src/pyproject.toml
+RUN mkdir /requirements \
+    && python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > /tmp/all.txt \
+    && grep -E '^torch(vision)?([^a-z_-]|$)' /tmp/all.txt > /requirements/torch.txt \
+    && grep -vE '^torch(vision)?([^a-z_-]|$)' /tmp/all.txt > /requirements/rest.txt
+
 # --- deps: a virtual environment with the project's dependencies (the big, stable layer) ---
 FROM ${BASE_IMAGE} AS deps
 
@@ -28,29 +41,24 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# From pyproject.toml alone, so editing app/ reuses this layer. torch and torchvision come
-# from the wheel image when it has any wheels, else from PyPI (whose default linux x86_64
-# torch wheel is the CUDA build). PIP_CERT is set only when the pip_ca secret was passed.
-COPY pyproject.toml /src/pyproject.toml
+# torch and torchvision come from the wheel image when it has any wheels, else from PyPI
+# (whose default linux x86_64 torch wheel is the CUDA build). PIP_CERT is set only when the
+# pip_ca secret was passed.
+COPY --from=requirements /requirements /requirements
 RUN --mount=type=bind,from=wheels,target=/wheels \
     --mount=type=secret,id=pip_ca,required=false \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
-    python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
-        > /tmp/requirements.txt; \
-    grep -E '^torch(vision)?([^a-z_-]|$)' /tmp/requirements.txt > /tmp/torch.txt; \
-    grep -vE '^torch(vision)?([^a-z_-]|$)' /tmp/requirements.txt > /tmp/rest.txt; \
     if ls /wheels/*.whl > /dev/null 2>&1; then \
-        pip install --no-index --find-links /wheels -r /tmp/torch.txt; \
+        pip install --no-index --find-links /wheels -r /requirements/torch.txt; \
     else \
-        pip install -r /tmp/torch.txt; \
+        pip install -r /requirements/torch.txt; \
     fi; \
-    pip install -r /tmp/rest.txt "setuptools>=68"; \
-    rm /tmp/requirements.txt /tmp/torch.txt /tmp/rest.txt
+    pip install -r /requirements/rest.txt "setuptools>=68"
 
 # --- builder: the project as a wheel, built offline against those dependencies ----------
 FROM deps AS builder
 
-COPY README.md /src/README.md
+COPY pyproject.toml README.md /src/
 COPY app /src/app
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
 

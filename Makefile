@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench load soak docker-smoke clean
+.PHONY: install run test lint format bench load soak docker-build docker-smoke compose-smoke clean
 
 $(BIN)/simscore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,15 @@ format: install
 
 bench: install  ## engine benchmark tables (not part of the tests)
 	$(BIN)/python bench/engine.py
+
+docker-build:  ## build simscore:dev from a local base image (no registry needed)
+	deploy/build-local.sh
+
+docker-smoke:  ## build, run the image on CPU, check /compare against `simscore compare`
+	deploy/smoke.sh
+
+compose-smoke:  ## docker compose config (GPU, monitoring, CPU) + CPU `compose up --wait` + /compare
+	deploy/compose-smoke.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.draining = False  # a restarted lifespan admits again
         pipeline = await asyncio.to_thread(build_pipeline, settings, metrics)
         pipeline.start()
         state.pipeline = pipeline

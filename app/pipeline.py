@@ -47,10 +47,10 @@ class Comparison:
 
 
 def parse_metrics(text: str | None) -> frozenset[str]:
-    """``"vgg,ssim"`` -> the set; ``None`` or empty means every metric."""
-    if text is None or not text.strip():
+    """``"vgg,ssim"`` -> the set; ``None``, empty or no name at all (``","``) means every metric."""
+    names = {part.strip().lower() for part in (text or "").split(",") if part.strip()}
+    if not names:
         return ALL_METRICS
-    names = {part.strip().lower() for part in text.split(",") if part.strip()}
     unknown = sorted(names - ALL_METRICS)
     if unknown:
         raise InvalidRequest(

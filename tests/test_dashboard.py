@@ -176,6 +176,22 @@ def test_batch_rejects_an_unknown_metric(client: TestClient) -> None:
     assert "lpips" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["/compare", "/compare/batch"])
+@pytest.mark.parametrize("metrics", [",", " , ,", ""])
+def test_metrics_naming_nothing_means_all(client: TestClient, path: str, metrics: str) -> None:
+    """Found by schemathesis: ``metrics=","`` used to reach the scorer as an empty set (500)."""
+    field = "candidate" if path == "/compare" else "candidates"
+    files = [
+        ("reference", ("r.png", photo_png("chelsea"), "image/png")),
+        (field, ("c.png", photo_png("coffee"), "image/png")),
+    ]
+    response = client.post(path, files=files, data={"metrics": metrics})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    scores = body["scores"] if path == "/compare" else body["results"][0]["scores"]
+    assert all(scores[name] is not None for name in FIELDS)
+
+
 # -- /compare/map and include_map ----------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ exercised too, not only the decode errors.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,8 @@ from app.config import Settings
 from app.main import create_app
 from tests.dashboard_support import photo_png, solid_png
 
-MAX_EXAMPLES = 25
+# Examples per operation; raise it for a deeper local run (the suite keeps it small and fast).
+MAX_EXAMPLES = int(os.environ.get("SIMSCORE_SCHEMATHESIS_EXAMPLES", "40"))
 FILE_FIELDS = ("reference", "candidate")
 
 

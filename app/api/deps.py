@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
 from app.errors import NotReady
@@ -78,4 +79,19 @@ def require_api_key(request: Request, state: StateDep) -> None:
         )
 
 
-ApiKey = Depends(require_api_key)
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed only when the server sets SIMSCORE_API_KEYS.",
+)
+
+
+def api_key_dependency(
+    request: Request,
+    state: StateDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """``require_api_key`` as a dependency that also documents the bearer scheme in OpenAPI."""
+    require_api_key(request, state)
+
+
+ApiKey = Depends(api_key_dependency)

@@ -147,7 +147,17 @@ async def readyz(state: StateDep) -> Any:
     return Health(status="ready")
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+        401: {
+            "model": ErrorResponse,
+            "description": "Missing or invalid API key (only with SIMSCORE_METRICS_REQUIRE_KEY).",
+        },
+    },
+)
 async def metrics(request: Request, state: StateDep) -> Response:
     """Prometheus metrics (text format)."""
     if state.settings.metrics_require_key:

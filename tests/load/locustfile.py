@@ -5,7 +5,8 @@ sizes, identical pairs, a dashboard comparing many candidates against one golden
 (``/compare/batch`` when the service has it, else one ``/compare`` per candidate), and the health
 endpoints. Every 200 body is checked (``traffic.check_*``) and its scores must agree with the
 first answer for the same payload. A 429 with a proper body is expected backpressure and is
-reported on its own rows (type ``429``); a 429 with a bad body, or any other status, fails.
+reported on its own rows (type ``429``), and that user honours its ``Retry-After`` before its
+next task; a 429 with a bad body, or any other status, fails.
 
 Environment (all optional):
 
@@ -79,19 +80,23 @@ class SimscoreUser(HttpUser):
     def on_start(self) -> None:
         self.turn = random.randrange(1000)
         self.next_start = time.monotonic()
+        self.retry_at = 0.0  # after a 429: not before its Retry-After
         if not _batch_field:
             response = self.client.get("/openapi.json", name="/openapi.json (setup)")
             _batch_field.append(traffic.batch_field(response.json()) if response.ok else None)
 
     def wait_time(self) -> float:
         """Think time, or, with ``SIMSCORE_LOAD_PAIRS_PER_S``, the pacing that offers that
-        rate across every running user."""
+        rate across every running user; never before a 429's Retry-After."""
+        now = time.monotonic()
         if PAIRS_PER_S <= 0:
-            return random.uniform(WAIT_S[0], WAIT_S[-1])
-        users = max(1, self.environment.runner.user_count if self.environment.runner else 1)
-        interval = users * PAIRS_PER_TASK / PAIRS_PER_S
-        self.next_start = max(self.next_start + interval, time.monotonic())
-        return max(0.0, self.next_start - time.monotonic())
+            wait = random.uniform(WAIT_S[0], WAIT_S[-1])
+        else:
+            users = max(1, self.environment.runner.user_count if self.environment.runner else 1)
+            interval = users * PAIRS_PER_TASK / PAIRS_PER_S
+            self.next_start = max(self.next_start + interval, now)
+            wait = self.next_start - now
+        return max(0.0, wait, self.retry_at - now)
 
     @task(TASK_WEIGHTS["compare_224"])
     def compare_224(self) -> None:
@@ -120,6 +125,8 @@ class SimscoreUser(HttpUser):
                     board.name, f"{board.key}:{j}", board.reference, candidate, board.expect
                 )
                 self._compare(pair)
+                if self.retry_at > time.monotonic():
+                    break  # backpressure: the rest of the board waits for Retry-After
             return
         files = [("reference", board.reference)] + [(field, c) for c in board.candidates]
 
@@ -131,13 +138,13 @@ class SimscoreUser(HttpUser):
         with self.client.post(
             "/compare/batch", files=files, name="/compare/batch dashboard", catch_response=True
         ) as response:
-            _judge(response, check)
+            self._judge(response, check)
 
     @task(TASK_WEIGHTS["health"])
     def health(self) -> None:
         for path, word in (("/healthz", "ok"), ("/readyz", "ready")):
             with self.client.get(path, catch_response=True) as response:
-                _judge(response, functools.partial(traffic.check_health, status=word))
+                self._judge(response, functools.partial(traffic.check_health, status=word))
 
     def _pick(self, pairs: tuple[traffic.Pair, ...]) -> traffic.Pair:
         self.turn += 1
@@ -152,29 +159,29 @@ class SimscoreUser(HttpUser):
         with self.client.post(
             "/compare", files=files, name=pair.name, catch_response=True
         ) as response:
-            _judge(response, check)
+            self._judge(response, check)
 
-
-def _judge(response: Any, check: Callable[[Any], None]) -> None:
-    """Pass a 200 only if its body checks out; report a good 429 on its own row."""
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    try:
-        if status == 200:
-            check(body)
-            response.success()
-        elif status == 429:
-            traffic.check_backpressure(response.headers, body)
-            response.request_meta["request_type"] = BACKPRESSURE_TYPE
-            response.success()
-        else:
-            detail = body.get("detail") if isinstance(body, dict) else response.text[:200]
-            response.failure(f"HTTP {status}: {detail}")
-    except traffic.BadResponse as exc:
-        response.failure(f"HTTP {status}, bad body: {exc}")
+    def _judge(self, response: Any, check: Callable[[Any], None]) -> None:
+        """Pass a 200 only if its body checks out; report a good 429 on its own row."""
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        try:
+            if status == 200:
+                check(body)
+                response.success()
+            elif status == 429:
+                traffic.check_backpressure(response.headers, body)
+                response.request_meta["request_type"] = BACKPRESSURE_TYPE
+                response.success()
+                self.retry_at = time.monotonic() + float(response.headers["Retry-After"])
+            else:
+                detail = body.get("detail") if isinstance(body, dict) else response.text[:200]
+                response.failure(f"HTTP {status}: {detail}")
+        except traffic.BadResponse as exc:
+            response.failure(f"HTTP {status}, bad body: {exc}")
 
 
 @events.test_start.add_listener  # type: ignore[untyped-decorator]

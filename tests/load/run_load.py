@@ -5,13 +5,17 @@
 
 For each user count in ``--users`` (one warm server for the whole sweep) it runs
 ``locust --headless`` with ``tests/load/locustfile.py`` and prints requests/s, pairs/s (scored by
-the model, from ``/metrics``), p50/p95/p99 of the scoring requests, failures, 429s, 5xx and the
-mean batch size (``simscore_batch_size`` sum/count deltas). Locust's CSV and HTML reports, the
-server log and ``summary.json`` go to ``results/load-<time>/``.
+the model, from ``/metrics``), p50/p95/p99 of the scoring requests, failures, 429s, 5xx, the
+mean batch size (``simscore_batch_size`` sum/count deltas) and, as the baseline measured in the
+same run, the model's own rate while it computes (pairs per second of
+``simscore_inference_seconds``) and the share of the run it was busy. Locust's CSV and HTML
+reports, the server log and ``summary.json`` go to ``results/load-<time>/``.
 
-``--soak`` runs one step (default 600 s) paced at ``--pairs-per-s`` (about 80 % of the peak a
-sweep measured) and samples the server's RSS (``/proc/PID/status`` VmRSS) every few seconds: it
-passes when there is no 5xx and no failed check, and the RSS after warm-up grows by less than
+``--soak`` first sends every payload twice, eight at a time (so the bounded reference cache is
+full and every shape has been batched), then runs one step (default 600 s) paced at
+``--pairs-per-s`` (about 80 % of the peak a sweep measured) and samples the server's RSS
+(``/proc/PID/status`` VmRSS) and reference-cache bytes every few seconds: it passes when there is
+no 5xx and no failed check, and the RSS after ``--warmup-s`` grows by less than
 ``--max-rss-growth``. The exit status is non-zero on any failure; the server is always stopped.
 
 The server gets ``SIMSCORE_WEIGHTS`` from ``--weights``; by default a seeded random VGG19 file
@@ -32,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,11 +66,14 @@ class Counters:
     status_429: float = 0.0
     cache_hits: float = 0.0
     cache_misses: float = 0.0
+    inference_s: float = 0.0
+    cache_bytes: float = 0.0
     queue_depth: float = 0.0
 
     def minus(self, earlier: Counters) -> Counters:
         values = {k: v - getattr(earlier, k) for k, v in asdict(self).items()}
         values["queue_depth"] = self.queue_depth
+        values["cache_bytes"] = self.cache_bytes
         return Counters(**values)
 
 
@@ -86,6 +94,8 @@ class StepResult:
     backpressure_429: int
     server_5xx: int
     mean_batch_size: float
+    model_pairs_per_s: float
+    model_busy: float
     cache_hit_ratio: float
     rss_start_mib: float
     rss_end_mib: float
@@ -192,6 +202,10 @@ def scrape(base_url: str) -> Counters:
                 out.cache_hits = value
             elif name == "simscore_reference_cache_misses_total":
                 out.cache_misses = value
+            elif name == "simscore_inference_seconds_sum":
+                out.inference_s = value
+            elif name == "simscore_reference_cache_bytes":
+                out.cache_bytes = value
             elif name == "simscore_queue_depth":
                 out.queue_depth = value
     return out
@@ -224,11 +238,13 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float
 
 
 class RssSampler(threading.Thread):
-    """Samples the server's RSS every ``interval_s`` into a list and a CSV file."""
+    """Samples the server's RSS (and its reference cache's bytes, which the RSS includes)
+    every ``interval_s`` into a list and a CSV file."""
 
-    def __init__(self, pid: int, interval_s: float, csv_path: Path) -> None:
+    def __init__(self, pid: int, base_url: str, interval_s: float, csv_path: Path) -> None:
         super().__init__(daemon=True)
         self.pid = pid
+        self.base_url = base_url
         self.interval_s = interval_s
         self.csv_path = csv_path
         self.samples: list[tuple[float, float]] = []
@@ -237,16 +253,53 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         with self.csv_path.open("w") as out:
-            out.write("elapsed_s,rss_mib\n")
+            out.write("elapsed_s,rss_mib,reference_cache_mib\n")
             while not self.halt.is_set():
                 try:
                     sample = (time.monotonic() - started, rss_mib(self.pid))
-                except (OSError, RuntimeError):
+                    cache_mib = scrape(self.base_url).cache_bytes / 2**20
+                except (OSError, RuntimeError, httpx.HTTPError):
                     return
                 self.samples.append(sample)
-                out.write(f"{sample[0]:.1f},{sample[1]:.1f}\n")
+                out.write(f"{sample[0]:.1f},{sample[1]:.1f},{cache_mib:.1f}\n")
                 out.flush()
                 self.halt.wait(self.interval_s)
+
+
+def prime(base_url: str, scale: float, rounds: int = 2, concurrency: int = 8) -> int:
+    """Send every payload of the traffic, ``concurrency`` at a time, ``rounds`` times.
+
+    Before a soak's RSS window: the reference cache then holds every golden image the traffic
+    uses, and the allocator has seen every shape in full batches, so what the window measures
+    is growth (a leak), not the service filling its bounded caches.
+    """
+    sys.path.insert(0, str(ROOT))
+    from tests.load import traffic
+
+    load = traffic.build_traffic(scale)
+    requests: list[tuple[str, list[tuple[str, traffic.Upload]]]] = []
+    with httpx.Client(base_url=base_url, timeout=600) as client:
+        field = traffic.batch_field(client.get("/openapi.json").json())
+        for pair in (*load.square_224, *load.square_512, *load.mixed_sizes, *load.identical):
+            requests.append(
+                ("/compare", [("reference", pair.reference), ("candidate", pair.candidate)])
+            )
+        board = load.dashboard
+        if field is not None:
+            files = [("reference", board.reference)] + [(field, c) for c in board.candidates]
+            requests.append(("/compare/batch", files))
+
+        def send(request: tuple[str, list[tuple[str, traffic.Upload]]]) -> int:
+            return client.post(request[0], files=request[1]).status_code
+
+        statuses: list[int] = []
+        with ThreadPoolExecutor(concurrency) as pool:
+            for _ in range(rounds):
+                statuses += list(pool.map(send, requests))
+    bad = [code for code in statuses if code != 200]
+    if bad:
+        raise RuntimeError(f"priming got non-200 answers: {sorted(set(bad))}")
+    return len(statuses)
 
 
 def run_locust(
@@ -326,6 +379,8 @@ def run_locust(
         backpressure_429=int(final.status_429),
         server_5xx=int(final.status_5xx),
         mean_batch_size=round(delta.batch_sum / delta.batch_count, 2) if delta.batch_count else 0,
+        model_pairs_per_s=round(delta.batch_sum / delta.inference_s, 3) if delta.inference_s else 0,
+        model_busy=round(delta.inference_s / elapsed, 3),
         cache_hit_ratio=round(delta.cache_hits / lookups, 3) if lookups else 0.0,
         rss_start_mib=round(rss_start, 1),
         rss_end_mib=round(rss_end, 1),
@@ -349,6 +404,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("backpressure_429", "429"),
     ("server_5xx", "5xx"),
     ("mean_batch_size", "batch"),
+    ("model_pairs_per_s", "model pairs/s"),
+    ("model_busy", "busy"),
     ("cache_hit_ratio", "cache hit"),
     ("rss_end_mib", "RSS MiB"),
 )
@@ -413,6 +470,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss-interval-s", type=float, default=5.0)
     parser.add_argument("--rss-window-s", type=float, default=60.0, help="soak: median window")
     parser.add_argument("--max-rss-growth", type=float, default=0.05)
+    parser.add_argument(
+        "--no-prime",
+        dest="prime",
+        action="store_false",
+        help="soak: skip sending every payload before the RSS window",
+    )
     return parser.parse_args(argv)
 
 
@@ -456,9 +519,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with running_server(server_env, port, out_dir / "server.log") as server:
         wait_ready(base_url, server, READY_TIMEOUT_S)
         print(f"server ready (pid {server.pid}, RSS {rss_mib(server.pid):.0f} MiB)", flush=True)
+        if args.soak and args.prime:
+            started = time.monotonic()
+            sent = prime(base_url, args.scale)
+            print(
+                f"primed: {sent} requests in {time.monotonic() - started:.0f} s, "
+                f"RSS {rss_mib(server.pid):.0f} MiB",
+                flush=True,
+            )
         for users in users_list:
             spawn = args.spawn_rate or max(1.0, users / 5)
-            sampler = RssSampler(server.pid, args.rss_interval_s, out_dir / f"rss_u{users}.csv")
+            csv_path = out_dir / f"rss_u{users}.csv"
+            sampler = RssSampler(server.pid, base_url, args.rss_interval_s, csv_path)
             sampler.start()
             try:
                 result = run_locust(base_url, server, users, spawn, duration_s, out_dir, locust_env)

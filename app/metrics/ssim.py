@@ -13,7 +13,8 @@ three channels and all those positions. This equals scikit-image's
 use_sample_covariance=False)``.
 
 The five local moments (x, y, x^2, y^2, xy) of all channels are filtered together by one
-separable Gaussian: a horizontal and a vertical depthwise pass over a ``(N, 15, H, W)`` stack.
+separable Gaussian: a horizontal and a vertical depthwise pass over a ``(N, 15, rows, W)``
+stack, strip by strip of output rows on the CPU so the working set stays in cache.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ WINDOW_SIZE = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 MOMENTS = 5
+STRIP_ROWS = 64  # output rows per strip on the CPU (see _strips)
 
 
 def gaussian_window(
@@ -45,8 +47,15 @@ def _filter_valid(stack: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     size = window.numel()
     horizontal = window.view(1, 1, 1, size).expand(k, 1, 1, size)
     vertical = window.view(1, 1, size, 1).expand(k, 1, size, 1)
-    out = F.conv2d(stack, horizontal, groups=k)
-    return F.conv2d(out, vertical, groups=k)
+    return F.conv2d(F.conv2d(stack, horizontal, groups=k), vertical, groups=k)
+
+
+def _strips(rows: int, device: torch.device) -> list[tuple[int, int]]:
+    """Output row ranges. On the CPU, strips of ``STRIP_ROWS`` keep each strip's moment planes in
+    cache (a whole 1024 px image's 15 planes do not fit), which made the filter about 2.5x faster
+    at 1024 px on the benchmark machine; on a GPU, one strip (fewer kernel launches)."""
+    step = rows if device.type == "cuda" else STRIP_ROWS
+    return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
 
 
 def reference_moments(x: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,8 +64,15 @@ def reference_moments(x: torch.Tensor, window: torch.Tensor | None = None) -> to
     Channels are ``mu_x`` then ``E[x^2]``. A reference-feature cache keeps these so that a
     candidate scored against a cached reference filters only its own three moments.
     """
+    window = _window_for(x, window)
     x = x.float()
-    return _filter_valid(torch.cat([x, x * x], dim=1), _window_for(x, window))
+    margin = window.numel() - 1
+    n, c, h, w = x.shape
+    out = x.new_empty(n, 2 * c, h - margin, w - margin)
+    for r0, r1 in _strips(h - margin, x.device):
+        xs = x[:, :, r0 : r1 + margin]
+        out[:, :, r0:r1] = _filter_valid(torch.cat([xs, xs * xs], dim=1), window)
+    return out
 
 
 def ssim_map(
@@ -80,15 +96,31 @@ def ssim_map(
         raise ValueError(f"SSIM needs sides of at least {size} px, got {tuple(x.shape[-2:])}")
     x = x.float()
     y = y.float()
-    c = x.shape[1]
-    if x_moments is None:
-        stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-        mu_x, mu_y, xx, yy, xy = torch.split(_filter_valid(stack, window), c, dim=1)
-    else:
-        mu_x, xx = torch.split(x_moments.float(), c, dim=1)
-        mu_y, yy, xy = torch.split(
-            _filter_valid(torch.cat([y, y * y, x * y], dim=1), window), c, dim=1
-        )
+    n, c, h, w = x.shape
+    margin = size - 1
+    out = x.new_empty(n, c, h - margin, w - margin)
+    for r0, r1 in _strips(h - margin, x.device):
+        xs, ys = x[:, :, r0 : r1 + margin], y[:, :, r0 : r1 + margin]
+        if x_moments is None:
+            stack = torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], dim=1)
+            mu_x, mu_y, xx, yy, xy = torch.split(_filter_valid(stack, window), c, dim=1)
+        else:
+            mu_x, xx = torch.split(x_moments[:, :, r0:r1].float(), c, dim=1)
+            stack = torch.cat([ys, ys * ys, xs * ys], dim=1)
+            mu_y, yy, xy = torch.split(_filter_valid(stack, window), c, dim=1)
+        out[:, :, r0:r1] = _ssim_from_moments(mu_x, mu_y, xx, yy, xy, data_range)
+    return out
+
+
+def _ssim_from_moments(
+    mu_x: torch.Tensor,
+    mu_y: torch.Tensor,
+    xx: torch.Tensor,
+    yy: torch.Tensor,
+    xy: torch.Tensor,
+    data_range: float,
+) -> torch.Tensor:
+    """The SSIM formula from filtered E[x], E[y], E[x^2], E[y^2], E[xy]."""
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
     mu_xy = mu_x * mu_y

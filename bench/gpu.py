@@ -251,7 +251,9 @@ def baselines(side: int, batch: int, min_s: float) -> list[dict[str, Any]]:
     if importlib.util.find_spec("piq"):
         import piq
 
-        candidates["piq.ssim"] = lambda: piq.ssim(x, y, data_range=1.0, reduction="none")
+        candidates["piq.ssim (downsample=False)"] = lambda: piq.ssim(
+            x, y, data_range=1.0, reduction="none", downsample=False
+        )
     if importlib.util.find_spec("pytorch_msssim"):
         import pytorch_msssim
 
@@ -414,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     parser.add_argument("--min-s", type=float, default=0.6, help="timed seconds per config")
     parser.add_argument("--sweep-budget-s", type=float, default=150.0)
+    parser.add_argument("--baseline-side", type=int, default=512)
+    parser.add_argument("--baseline-batch", type=int, default=32)
     parser.add_argument("--http-precision", default="bf16")
     parser.add_argument("--http-workers", type=int, default=64)
     parser.add_argument("--http-seconds", type=float, default=20.0)
@@ -453,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started + args.sweep_budget_s,
     )
     report["deviation"] = deviation(extractor, sides)
-    report["baselines"] = baselines(512, 32, args.min_s)
+    report["baselines"] = baselines(args.baseline_side, args.baseline_batch, args.min_s)
     report["http"] = http_run(
         args.http_precision, args.http_workers, args.http_seconds, args.out / "server.log"
     )

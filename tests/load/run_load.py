@@ -11,12 +11,13 @@ same run, the model's own rate while it computes (pairs per second of
 ``simscore_inference_seconds``) and the share of the run it was busy. Locust's CSV and HTML
 reports, the server log and ``summary.json`` go to ``results/load-<time>/``.
 
-``--soak`` first sends every payload twice, eight at a time (so the bounded reference cache is
-full and every shape has been batched), then runs one step (default 600 s) paced at
-``--pairs-per-s`` (about 80 % of the peak a sweep measured) and samples the server's RSS
-(``/proc/PID/status`` VmRSS) and reference-cache bytes every few seconds: it passes when there is
-no 5xx and no failed check, and the RSS after ``--warmup-s`` grows by less than
-``--max-rss-growth``. The exit status is non-zero on any failure; the server is always stopped.
+``--soak`` first sends every payload as a full batch of copies, then all of them together (so
+the bounded reference cache is full and the largest batch of every shape has run), then runs
+one step (default 600 s) paced at ``--pairs-per-s`` (about 80 % of the peak a sweep measured)
+and samples the server's RSS (``/proc/PID/status`` VmRSS) and reference-cache bytes every few
+seconds: it passes when there is no 5xx and no failed check, and the RSS after ``--warmup-s``
+grows by less than ``--max-rss-growth``. The exit status is non-zero on any failure; the
+server is always stopped.
 
 The server gets ``SIMSCORE_WEIGHTS`` from ``--weights``; by default a seeded random VGG19 file
 that this script writes under ``results/`` with ``simscore make-random-weights``. Timing does not
@@ -266,18 +267,20 @@ class RssSampler(threading.Thread):
                 self.halt.wait(self.interval_s)
 
 
-def prime(base_url: str, scale: float, rounds: int = 2, concurrency: int = 8) -> int:
-    """Send every payload of the traffic, ``concurrency`` at a time, ``rounds`` times.
+def prime(base_url: str, scale: float, batch_size: int) -> int:
+    """Send every payload of the traffic as full batches, then once more all mixed together.
 
     Before a soak's RSS window: the reference cache then holds every golden image the traffic
-    uses, and the allocator has seen every shape in full batches, so what the window measures
-    is growth (a leak), not the service filling its bounded caches.
+    uses, and the allocator has served the largest batch of every shape (``batch_size`` copies
+    of each payload at once), so what the window measures is growth (a leak), not the service
+    reaching the high-water marks of its bounded caches and heap.
     """
     sys.path.insert(0, str(ROOT))
     from tests.load import traffic
 
+    Request = tuple[str, list[tuple[str, traffic.Upload]]]
     load = traffic.build_traffic(scale)
-    requests: list[tuple[str, list[tuple[str, traffic.Upload]]]] = []
+    requests: list[Request] = []
     with httpx.Client(base_url=base_url, timeout=600) as client:
         field = traffic.batch_field(client.get("/openapi.json").json())
         for pair in (*load.square_224, *load.square_512, *load.mixed_sizes, *load.identical):
@@ -289,13 +292,14 @@ def prime(base_url: str, scale: float, rounds: int = 2, concurrency: int = 8) ->
             files = [("reference", board.reference)] + [(field, c) for c in board.candidates]
             requests.append(("/compare/batch", files))
 
-        def send(request: tuple[str, list[tuple[str, traffic.Upload]]]) -> int:
+        def send(request: Request) -> int:
             return client.post(request[0], files=request[1]).status_code
 
         statuses: list[int] = []
-        with ThreadPoolExecutor(concurrency) as pool:
-            for _ in range(rounds):
-                statuses += list(pool.map(send, requests))
+        with ThreadPoolExecutor(batch_size) as pool:
+            for request in requests:  # a full batch of each payload's shape
+                statuses += list(pool.map(send, [request] * batch_size))
+            statuses += list(pool.map(send, requests))  # and every shape mixed together
     bad = [code for code in statuses if code != 200]
     if bad:
         raise RuntimeError(f"priming got non-200 answers: {sorted(set(bad))}")
@@ -521,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"server ready (pid {server.pid}, RSS {rss_mib(server.pid):.0f} MiB)", flush=True)
         if args.soak and args.prime:
             started = time.monotonic()
-            sent = prime(base_url, args.scale)
+            batch_size = int(server_env.get("SIMSCORE_MAX_BATCH_SIZE", "8"))
+            sent = prime(base_url, args.scale, batch_size)
             print(
                 f"primed: {sent} requests in {time.monotonic() - started:.0f} s, "
                 f"RSS {rss_mib(server.pid):.0f} MiB",

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench load soak docker-build docker-smoke compose-smoke clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching load soak docker-build docker-smoke compose-smoke clean
 
 $(BIN)/simscore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,26 @@ format: install
 
 bench: install  ## engine benchmark tables (not part of the tests)
 	$(BIN)/python bench/engine.py
+
+USERS ?= 2,4,8,16
+DURATION ?= 60
+SOAK_USERS ?= 16
+PAIRS_PER_S ?= 2.05  # about 80 % of the peak `make load` printed on the 2-core dev machine
+
+load: install  ## locust sweep against a local server on loopback: results/load-*/
+	$(BIN)/python tests/load/run_load.py --users $(USERS) --duration-s $(DURATION)
+
+soak: install  ## 10 minutes at PAIRS_PER_S with RSS checks: results/soak-*/
+	$(BIN)/python tests/load/run_load.py --soak --users $(SOAK_USERS) --pairs-per-s $(PAIRS_PER_S)
+
+bench-cache: install  ## reference cache on/off: one golden image, many candidates
+	$(BIN)/python bench/cache.py
+
+bench-gpu: install  ## CUDA only; see docs/benchmarks.md (GPU fast path)
+	$(BIN)/python bench/gpu.py
+
+bench-batching: install  ## pairs/s and latency per max_batch_size / max_wait_ms, through the app
+	$(BIN)/python bench/batching.py
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)
 	deploy/build-local.sh

@@ -86,6 +86,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import SimscoreError
     from app.imaging import prepare_candidate, prepare_reference
     from app.pipeline import parse_metrics
+    from app.reference_cache import reference_key
     from app.scoring import PairRequest, PairScores, iter_batches
 
     try:
@@ -98,6 +99,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> int:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
     policy = args.size_policy or settings.default_size_policy
+    ref_key = reference_key(ref.tensor, f"max_side={settings.max_side}")
     paths = (
         sorted(p for p in args.candidate.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if args.candidate.is_dir()
@@ -122,7 +124,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> int:
     done = 0
     started = time.monotonic()
     for chunk in iter_batches(pending, settings.max_batch_size):
-        pairs = [PairRequest(ref.tensor, c.tensor, metrics, "reference") for _, c in chunk]
+        pairs = [PairRequest(ref.tensor, c.tensor, metrics, ref_key) for _, c in chunk]
         scores: list[PairScores] = scorer.score(pairs)
         for (path, cand), s in zip(chunk, scores, strict=True):
             rows.append(_row(path, s, cand.resized or ref.resized, ref.width, ref.height))

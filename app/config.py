@@ -59,7 +59,12 @@ class Settings(BaseSettings):
         64, ge=1, description="Scoring requests in flight (reading, decoding, queued), at most."
     )
     max_batch_size: int = Field(8, ge=1, le=256, description="Pairs per forward pass, at most.")
-    max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits to fill up.")
+    max_wait_ms: float | None = Field(
+        None,
+        ge=0,
+        description="How long a batch waits to fill up; unset: 20 on CPU, 2 on CUDA "
+        "(docs/benchmarks.md#batching-defaults).",
+    )
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request deadline.")
     drain_timeout_s: float = Field(30.0, ge=0, description="Shutdown grace for accepted work.")
     decode_threads: int = Field(4, ge=1, description="Threads decoding uploads.")

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+import torch
+
 from app.batching import Batcher, Outcome
 from app.config import Settings, SizePolicy
 from app.errors import InvalidRequest, Overloaded
@@ -59,6 +61,17 @@ def parse_metrics(text: str | None) -> frozenset[str]:
     return frozenset(names)
 
 
+CPU_MAX_WAIT_MS = 20.0  # measured: see docs/benchmarks.md#batching-defaults
+CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's compute time
+
+
+def default_max_wait_ms(settings: Settings, device: torch.device) -> float:
+    """``SIMSCORE_MAX_WAIT_MS`` if set, else the default for the device."""
+    if settings.max_wait_ms is not None:
+        return settings.max_wait_ms
+    return CUDA_MAX_WAIT_MS if device.type == "cuda" else CPU_MAX_WAIT_MS
+
+
 class ComparePipeline:
     """Decode, batch and score pairs for one model copy."""
 
@@ -76,7 +89,7 @@ class ComparePipeline:
             self._score_batch,
             group_key=lambda pair: pair.shape,
             max_batch_size=settings.max_batch_size,
-            max_wait_s=settings.max_wait_ms / 1000,
+            max_wait_s=default_max_wait_ms(settings, scorer.device) / 1000,
             queue_size=settings.queue_size,
             is_resource_exhausted=is_out_of_memory,
             on_resource_exhausted=scorer.release_memory,

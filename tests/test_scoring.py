@@ -117,3 +117,14 @@ def test_warm_up_runs_full_batches(extractor: VGGFeatures) -> None:
         handle.remove()
     assert [r[0] for r in rows] == [6, 6]
     assert [r[-1] for r in rows] == [32, 48]
+
+
+def test_max_wait_default_depends_on_the_device() -> None:
+    from app.config import Settings
+    from app.pipeline import default_max_wait_ms
+
+    auto = Settings(_env_file=None, max_wait_ms=None)
+    assert default_max_wait_ms(auto, torch.device("cpu")) == 20.0
+    assert default_max_wait_ms(auto, torch.device("cuda")) == 2.0
+    fixed = Settings(_env_file=None, max_wait_ms=7)
+    assert default_max_wait_ms(fixed, torch.device("cpu")) == 7.0

@@ -6,13 +6,13 @@ PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-cache bench-gpu bench-batching load soak docker-build docker-smoke compose-smoke clean
 
-$(BIN)/simscore: pyproject.toml
+$(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e ./clients/python -e '.[dev]'
 	touch $@
 
-install: $(BIN)/simscore  ## create .venv and install the project with its dev extras
+install: $(BIN)/simscore  ## create .venv; install the server, its client package and dev extras
 
 run: install  ## start the service on 127.0.0.1:$(PORT) (SIMSCORE_* settings apply)
 	$(BIN)/simscore serve --port $(PORT)

@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from app.config import Settings
@@ -57,28 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    import uvicorn
-
     from app.main import create_app
+    from app.server import serve
 
-    app = create_app(settings)
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            app.state.simscore.start_draining()  # 503 for new work from the first signal on
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        app,
+    return serve(
+        create_app(settings),
+        settings,
         host=host or settings.host,
         port=port if port is not None else settings.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
-        access_log=False,
     )
-    server = Server(config)
-    server.run()
-    return 0 if server.started else 1
 
 
 def _compare(settings: Settings, args: argparse.Namespace) -> int:

@@ -5,20 +5,32 @@ Settings are built on demand (``Settings()``), never at import, so tests and too
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Precision = Literal["fp32", "fp16", "bf16"]
-SizePolicy = Literal["resize", "strict"]
+from app.vocabulary import MIN_SIDE, Precision, SizePolicy
+
+Switch = Literal["auto", "on", "off"]
+MIN_API_KEY_CHARS = 16
 
 
 def _split_csv(value: object) -> object:
-    """Accept ``a,b,c`` (or a JSON-free list) from the environment."""
+    """Accept ``a,b,c`` from the environment."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def parse_shape(text: str | int) -> tuple[int, int]:
+    """``"224"`` (a square) or ``"1024x768"`` (width x height) -> ``(height, width)``."""
+    width, _, height = str(text).lower().partition("x")
+    h, w = int(height or width), int(width)
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"warm-up shapes need sides of at least {MIN_SIDE} px, got {text!r}")
+    return h, w
 
 
 class Settings(BaseSettings):
@@ -40,7 +52,23 @@ class Settings(BaseSettings):
     device: str = Field(
         "auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N'."
     )
-    precision: Precision = Field("fp32", description="VGG forward precision on CUDA.")
+    precision: Precision = Field(
+        "fp32",
+        description="VGG forward precision: fp32, bf16 (CUDA, or a CPU with AMX or "
+        "AVX512-BF16) or fp16 (CUDA).",
+    )
+    compile: Switch = Field(
+        "auto", description="torch.compile the extractor: auto = on for bf16/fp16, off for fp32."
+    )
+    compile_cache_dir: Path | None = Field(
+        None, description="Inductor's cache directory (compiled kernels survive restarts)."
+    )
+    tf32: bool | None = Field(
+        None, description="TF32 matmuls/convolutions on CUDA; unset: off in fp32, on otherwise."
+    )
+    cudnn_benchmark: bool = Field(
+        False, description="Let cuDNN time algorithms per new input shape (CUDA)."
+    )
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
     channels_last: bool = Field(True, description="Run VGG19 in the channels-last layout.")
     cpu_allocator_tuning: bool = Field(
@@ -48,16 +76,45 @@ class Settings(BaseSettings):
     )
 
     # Images
-    max_pixels: int = Field(40_000_000, ge=256, description="Largest decoded image, in pixels.")
-    max_side: int = Field(1024, ge=16, description="Longer sides are downscaled to this.")
+    max_pixels: int = Field(40_000_000, ge=256, description="Largest image, in pixels.")
+    max_request_pixels: int = Field(
+        200_000_000, ge=256, description="Source pixels one request may decode, all images."
+    )
+    max_side: int = Field(1024, ge=MIN_SIDE, description="Longer sides are downscaled to this.")
     max_upload_bytes: int = Field(20_000_000, ge=1, description="Largest uploaded file.")
     default_size_policy: SizePolicy = "resize"
 
-    # Batching
-    queue_size: int = Field(256, ge=1, description="Pairs waiting for the model, at most.")
+    # Requests and connections
+    max_request_bytes: int = Field(
+        128_000_000, ge=1, description="Largest request body (every part together)."
+    )
+    upload_memory_bytes: int = Field(
+        1 << 30, ge=1, description="Bytes all uploads in flight may hold in memory together."
+    )
     max_concurrent_requests: int = Field(
         64, ge=1, description="Scoring requests in flight (reading, decoding, queued), at most."
     )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Per-request deadline, from admission to answer."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send its request line and headers."
+    )
+    body_timeout_s: float = Field(
+        20.0, gt=0, description="Longest pause while a request body streams in."
+    )
+    keepalive_timeout_s: float = Field(
+        5.0, gt=0, description="Idle keep-alive connections close after this."
+    )
+    max_connections: int = Field(
+        512, ge=1, description="Open connections, at most; beyond it, 503."
+    )
+    drain_timeout_s: float = Field(
+        65.0, ge=0, description="Shutdown grace for accepted work (>= request_timeout_s)."
+    )
+
+    # Batching
+    queue_size: int = Field(256, ge=1, description="Pairs waiting for the model, at most.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Pairs per forward pass, at most.")
     max_wait_ms: float | None = Field(
         None,
@@ -65,12 +122,11 @@ class Settings(BaseSettings):
         description="How long a batch waits to fill up; unset: 20 on CPU, 2 on CUDA "
         "(docs/benchmarks.md#batching-defaults).",
     )
-    request_timeout_s: float = Field(60.0, gt=0, description="Per-request deadline.")
-    drain_timeout_s: float = Field(30.0, ge=0, description="Shutdown grace for accepted work.")
     decode_threads: int = Field(4, ge=1, description="Threads decoding uploads.")
-    warmup_sides: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [224],
-        description="Square sizes warmed up at max_batch_size before ready ('' for none).",
+    warmup_sides: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["224"],
+        description="Shapes warmed up (and compiled) before ready: '224' is 224x224, "
+        "'1024x768' is width x height ('' for none).",
     )
     reference_cache_size: int = Field(
         32, ge=0, description="Reference feature cache entries (0 turns it off)."
@@ -78,26 +134,86 @@ class Settings(BaseSettings):
     reference_cache_max_bytes: int = Field(
         2 * 1024**3, ge=0, description="Reference feature cache size cap, in bytes."
     )
+    unhealthy_after_failures: int = Field(
+        3, ge=1, description="Consecutive failed batches (not out-of-memory) that fail /healthz."
+    )
 
     # Dashboards and access
     max_batch_candidates: int = Field(64, ge=1, description="Candidates per /compare/batch.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    metrics_require_key: bool = False
+    metrics_require_key: bool | None = Field(
+        None, description="Require a key for /metrics; unset: yes when keys are set."
+    )
+    docs: Switch = Field(
+        "auto", description="Serve /docs and /openapi.json; auto = only when no keys are set."
+    )
 
     # Server
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
 
-    @field_validator("warmup_sides", "cors_origins", "api_keys", mode="before")
+    @field_validator("warmup_sides", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        if isinstance(value, str) and not _split_csv(value):
+            # An empty Secret must not silently turn authentication off.
+            raise ValueError(
+                "SIMSCORE_API_KEYS is set but holds no key; unset it to run without "
+                "authentication, or give comma-separated keys"
+            )
+        return _split_csv(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(key.get_secret_value()) < MIN_API_KEY_CHARS for key in value):
+            raise ValueError(f"every API key needs at least {MIN_API_KEY_CHARS} characters")
+        return value
+
     @field_validator("warmup_sides")
     @classmethod
-    def _warmup_sides_at_least_16(cls, value: list[int]) -> list[int]:
-        if any(side < 16 for side in value):
-            raise ValueError("warm-up sides must be at least 16 pixels")
+    def _warmup_shapes(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_shape(entry)
         return value
+
+    @model_validator(mode="after")
+    def _aligned_timeouts(self) -> Settings:
+        if self.drain_timeout_s < self.request_timeout_s:
+            raise ValueError(
+                f"drain_timeout_s ({self.drain_timeout_s}) must be at least request_timeout_s "
+                f"({self.request_timeout_s}), or work accepted before a shutdown is cut off"
+            )
+        return self
+
+    @property
+    def warmup_shapes(self) -> list[tuple[int, int]]:
+        """``warmup_sides`` as ``(height, width)`` pairs."""
+        return [parse_shape(entry) for entry in self.warmup_sides]
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def metrics_need_key(self) -> bool:
+        return self.auth_enabled if self.metrics_require_key is None else self.metrics_require_key
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.docs == "on" or (self.docs == "auto" and not self.auth_enabled)
+
+    @property
+    def compile_enabled(self) -> bool:
+        return self.compile == "on" or (self.compile == "auto" and self.precision != "fp32")
+
+    @property
+    def tf32_enabled(self) -> bool:
+        return self.precision != "fp32" if self.tf32 is None else self.tf32

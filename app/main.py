@@ -42,7 +42,7 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> ComparePipeline:
     scorer, model = build_scorer(settings, metrics)
     if settings.warmup_sides:
         log.info("warming up at batch %d for %s px", settings.max_batch_size, settings.warmup_sides)
-        scorer.warm_up(settings.warmup_sides, settings.max_batch_size)
+        scorer.warm_up(settings.warmup_shapes, settings.max_batch_size)
     return ComparePipeline(settings, scorer, model, metrics)
 
 
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.start_draining()
             drained = await pipeline.batcher.drain(settings.drain_timeout_s)
+            state.drained_cleanly = drained
             if not drained:
                 log.warning("drain timed out after %.1f s", settings.drain_timeout_s)
             pipeline.close()
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.simscore = state
+    app.state.service = state
     app.state.metrics = metrics
     errors.install(app)
     app.include_router(router)

@@ -144,7 +144,7 @@ class Scorer:
         with torch.inference_mode():
             return self._score(pairs)
 
-    def warm_up(self, sides: Iterable[int], batch_size: int) -> None:
+    def warm_up(self, shapes: Iterable[tuple[int, int]], batch_size: int) -> None:
         """Run full batches of each square size once (allocator, cudnn autotuning).
 
         On CUDA, ``cudnn.benchmark`` autotunes every new input shape on first use, and a batch's
@@ -152,11 +152,11 @@ class Scorer:
         the forward also runs once at each of those row counts: no request pays for tuning.
         """
         generator = torch.Generator().manual_seed(0)
-        for side in sides:
+        for height, width in shapes:
             pairs = [
                 PairRequest(
-                    torch.rand(3, side, side, generator=generator),
-                    torch.rand(3, side, side, generator=generator),
+                    torch.rand(3, height, width, generator=generator),
+                    torch.rand(3, height, width, generator=generator),
                 )
                 for _ in range(batch_size)
             ]
@@ -164,7 +164,7 @@ class Scorer:
             if self.device.type == "cuda":
                 with torch.inference_mode():
                     for rows in range(1, 2 * batch_size + 1):
-                        self._forward(torch.zeros(rows, 3, side, side, device=self.device))
+                        self._forward(torch.zeros(rows, 3, height, width, device=self.device))
         self.synchronize()
 
     def synchronize(self) -> None:

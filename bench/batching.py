@@ -103,7 +103,7 @@ def main() -> None:
             settings = Settings(
                 _env_file=None,
                 weights=str(weights),
-                warmup_sides=[args.side],
+                warmup_sides=[str(args.side)],
                 max_batch_size=batch,
                 max_wait_ms=wait,
                 reference_cache_size=0,

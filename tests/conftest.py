@@ -94,7 +94,7 @@ def make_settings(weights_file: Path) -> Callable[..., Settings]:
             "max_batch_size": 8,
             "max_wait_ms": 10,
             "request_timeout_s": 60,
-            "drain_timeout_s": 10,
+            "drain_timeout_s": 60,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

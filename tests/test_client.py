@@ -1,4 +1,4 @@
-"""app.client: typed results and errors against the real app, retries against a mock transport,
+"""simscore_client: typed results and errors against the real app, retries against a mock transport,
 and the documented CSV job (docs/dashboard.md) run as written."""
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-
-from app.client import (
+from simscore_client import (
     AsyncSimscoreClient,
     AuthenticationError,
     CompareResult,
@@ -33,6 +32,7 @@ from app.client import (
     image_bytes,
     retry_after_s,
 )
+
 from app.difference_map import viridis_lut
 from tests.api.support import running
 from tests.dashboard_support import (

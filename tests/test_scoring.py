@@ -112,7 +112,7 @@ def test_warm_up_runs_full_batches(extractor: VGGFeatures) -> None:
     rows: list[tuple[int, ...]] = []
     handle = extractor.register_forward_hook(lambda m, args, out: rows.append(args[0].shape))
     try:
-        Scorer(extractor, device=torch.device("cpu")).warm_up([32, 48], batch_size=3)
+        Scorer(extractor, device=torch.device("cpu")).warm_up([(32, 32), (48, 48)], batch_size=3)
     finally:
         handle.remove()
     assert [r[0] for r in rows] == [6, 6]

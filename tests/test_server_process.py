@@ -37,6 +37,7 @@ def server(weights_file: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
         "SIMSCORE_WARMUP_SIDES": "64",
         "SIMSCORE_MAX_BATCH_SIZE": "2",
         "SIMSCORE_DRAIN_TIMEOUT_S": "20",
+        "SIMSCORE_REQUEST_TIMEOUT_S": "20",
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(

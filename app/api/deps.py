@@ -25,6 +25,8 @@ class ServiceState:
     pipeline: ComparePipeline | None = None
     ready: bool = False
     draining: bool = False
+    startup_failed: bool = False
+    drained_cleanly: bool = True
 
     def start_draining(self) -> None:
         """Stop admitting: /readyz and new scoring requests answer 503 from now on."""

@@ -1,0 +1,178 @@
+"""The HTTP server ``simscore serve`` runs: uvicorn with the limits a public service needs.
+
+* **Slow clients are cut off.** A connection has ``SIMSCORE_HEADER_TIMEOUT_S`` to send its
+  request line and headers (from connect, and again after each response); past it the server
+  answers 408 and closes. Idle keep-alive connections close after
+  ``SIMSCORE_KEEPALIVE_TIMEOUT_S``. Body reads are timed by the app (``app.api.forms``).
+* **Connections are bounded**: past ``SIMSCORE_MAX_CONNECTIONS`` open connections (or requests
+  in progress), new requests get 503.
+* **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
+  ``/readyz`` 503); uvicorn closes idle connections and waits up to
+  ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
+  batcher. The process exits 0 after a clean drain, 1 if start-up failed or the drain timed out.
+* **A start-up failure is one line**: the lifespan logs ``start-up failed: ...`` and the
+  traceback uvicorn would print after it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Generator
+from types import FrameType
+from typing import Any, Protocol
+
+import h11
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+HEADER_LIMIT_BYTES = 64 * 1024  # request line and headers together
+
+
+class Lifecycle(Protocol):
+    """What the server needs of the app's service state (``app.service.Service``)."""
+
+    def start_draining(self) -> None: ...
+
+    @property
+    def startup_failed(self) -> bool: ...
+
+    @property
+    def drained_cleanly(self) -> bool: ...
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's line and headers."""
+
+    header_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout_s, self._header_timed_out
+        )
+
+    def _disarm_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+            # Part of a request arrived: tell the client why it is cut off.
+            body = json.dumps(
+                {"detail": f"request headers not received within {self.header_timeout_s:g} s"}
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+        self.transport.close()
+
+
+class _DropStartupTraceback(logging.Filter):
+    """Drops the traceback uvicorn logs for a start-up failure the app already reported."""
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        super().__init__()
+        self.lifecycle = lifecycle
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.lifecycle.startup_failed and record.getMessage().startswith("Traceback"))
+
+
+class SimscoreServer(uvicorn.Server):
+    """uvicorn's server, draining the app on the first signal and exiting without re-raising it."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
+        super().__init__(config)
+        self.lifecycle = lifecycle
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.lifecycle.start_draining()  # 503 for new work from the first signal on
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Handle SIGINT/SIGTERM ourselves; unlike uvicorn, do not re-raise them at the end,
+        so a clean drain exits 0."""
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.started or self.lifecycle.startup_failed:
+            return 1
+        return 0 if self.lifecycle.drained_cleanly else 1
+
+
+def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> SimscoreServer:
+    """A uvicorn server for ``app`` with simscore's timeouts and bounds (module docstring)."""
+    lifecycle: Lifecycle = app.state.service
+    protocol = type(
+        "SimscoreHttpProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout_s": settings.header_timeout_s},
+    )
+    config_kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "http": protocol,
+        "ws": "none",
+        "lifespan": "on",
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
+        "timeout_graceful_shutdown": max(1, round(settings.drain_timeout_s)),
+        "h11_max_incomplete_event_size": HEADER_LIMIT_BYTES,
+        "server_header": False,
+    }
+    server = SimscoreServer(uvicorn.Config(app, **config_kwargs), lifecycle)
+    logging.getLogger("uvicorn.error").addFilter(_DropStartupTraceback(lifecycle))
+    return server
+
+
+def serve(app: FastAPI, settings: Settings, *, host: str, port: int) -> int:
+    """Run until a signal; the process's exit code."""
+    server = build_server(app, settings, host=host, port=port)
+    server.run()
+    return server.exit_code

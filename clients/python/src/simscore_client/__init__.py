@@ -1,0 +1,58 @@
+"""Python client for simscore: ``SimscoreClient`` (sync) and ``AsyncSimscoreClient`` on httpx.
+
+It needs only httpx (and Pillow when given PIL images), not torch::
+
+    from simscore_client import SimscoreClient
+
+    with SimscoreClient("http://simscore:8000", api_key="...") as client:
+        result = client.compare("golden/hero.png", "renders/hero.png")
+        print(result.scores.ssim, result.scores.vgg)
+
+Images may be paths, bytes or PIL images. Errors raise ``SimscoreAPIError`` subclasses that
+carry the server's ``detail``; 429 and 503 answers are retried with exponential backoff that
+honours ``Retry-After``.
+"""
+
+from simscore_client._base import ImageInput, RetryPolicy, image_bytes, retry_after_s
+from simscore_client.client import AsyncSimscoreClient, SimscoreClient
+from simscore_client.errors import (
+    AuthenticationError,
+    DeadlineError,
+    InvalidImageError,
+    InvalidRequestError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServerError,
+    SimscoreAPIError,
+    UnavailableError,
+    UploadTimeoutError,
+    api_error,
+)
+from simscore_client.results import BatchItem, CompareResult, DifferenceMap, Scores, csv_row_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncSimscoreClient",
+    "AuthenticationError",
+    "BatchItem",
+    "CompareResult",
+    "DeadlineError",
+    "DifferenceMap",
+    "ImageInput",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "RetryPolicy",
+    "Scores",
+    "ServerError",
+    "SimscoreAPIError",
+    "SimscoreClient",
+    "UnavailableError",
+    "UploadTimeoutError",
+    "api_error",
+    "csv_row_of",
+    "image_bytes",
+    "retry_after_s",
+]

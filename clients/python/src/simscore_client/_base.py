@@ -1,0 +1,208 @@
+"""What the sync and async clients share: request building, answer parsing, the retry policy.
+
+Each client only sends requests and sleeps its own way (``client.py``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import os
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import httpx
+
+from simscore_client.errors import api_error
+from simscore_client.results import BatchItem, CompareResult, DifferenceMap
+from simscore_client.vocabulary import MapKind, SizePolicy
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
+Metrics: TypeAlias = "str | Iterable[str] | None"
+RETRY_STATUSES = frozenset({429, 503})
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+Files: TypeAlias = list[tuple[str, tuple[str, bytes, str]]]
+
+
+def image_bytes(image: ImageInput) -> bytes:
+    """Bytes to upload: a file's content, the bytes themselves, or a PIL image as PNG."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        return bytes(image)
+    if isinstance(image, str | os.PathLike):
+        return Path(image).read_bytes()
+    if hasattr(image, "save") and hasattr(image, "mode"):  # a PIL image, without importing PIL
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+    raise TypeError(f"an image must be a path, bytes or a PIL image, not {type(image).__name__}")
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry 429 and 503 up to ``max_retries`` times. The wait before retry ``n`` (from 0) is the
+    server's ``Retry-After`` when it sends one, else ``backoff_s * 2**n`` with +-25 % jitter;
+    either is capped at ``max_wait_s``."""
+
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_wait_s: float = 30.0
+
+    def wait_s(self, attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait before retrying, or None when ``response`` is final."""
+        if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+            return None
+        told = retry_after_s(response.headers.get("retry-after"))
+        if told is None:
+            told = self.backoff_s * 2**attempt * random.uniform(0.75, 1.25)
+        return min(told, self.max_wait_s)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One POST, ready to send (and to send again on a retry)."""
+
+    path: str
+    files: Files
+    data: dict[str, str]
+
+
+def _file(image: ImageInput, name: str) -> tuple[str, bytes, str]:
+    filename = os.path.basename(os.fspath(image)) if isinstance(image, str | os.PathLike) else name
+    return (filename or name, image_bytes(image), "application/octet-stream")
+
+
+def _fields(metrics: Metrics, size_policy: SizePolicy | None, **extra: str) -> dict[str, str]:
+    data = dict(extra)
+    if metrics is not None:
+        data["metrics"] = metrics if isinstance(metrics, str) else ",".join(metrics)
+    if size_policy is not None:
+        data["size_policy"] = size_policy
+    return data
+
+
+def _mask(files: Files, mask: ImageInput | None) -> Files:
+    return files if mask is None else [*files, ("mask", _file(mask, "mask"))]
+
+
+def compare_request(
+    reference: ImageInput,
+    candidate: ImageInput,
+    *,
+    metrics: Metrics,
+    size_policy: SizePolicy | None,
+    include_map: bool,
+    map_kind: MapKind,
+    mask: ImageInput | None,
+) -> Request:
+    files = [
+        ("reference", _file(reference, "reference")),
+        ("candidate", _file(candidate, "candidate")),
+    ]
+    extra = {"include_map": "true", "map_kind": map_kind} if include_map else {}
+    return Request("/compare", _mask(files, mask), _fields(metrics, size_policy, **extra))
+
+
+def batch_request(
+    reference: ImageInput,
+    candidates: Sequence[ImageInput],
+    *,
+    metrics: Metrics,
+    size_policy: SizePolicy | None,
+    mask: ImageInput | None,
+) -> Request:
+    files = [("reference", _file(reference, "reference"))]
+    files += [("candidates", _file(c, f"candidate-{i}")) for i, c in enumerate(candidates)]
+    return Request("/compare/batch", _mask(files, mask), _fields(metrics, size_policy))
+
+
+def map_request(
+    reference: ImageInput,
+    candidate: ImageInput,
+    *,
+    kind: MapKind,
+    size_policy: SizePolicy | None,
+    mask: ImageInput | None,
+) -> Request:
+    files = [
+        ("reference", _file(reference, "reference")),
+        ("candidate", _file(candidate, "candidate")),
+    ]
+    return Request("/compare/map", _mask(files, mask), _fields(None, size_policy, kind=kind))
+
+
+def raise_for_error(response: httpx.Response) -> httpx.Response:
+    """``response`` if it succeeded, else the typed error with the server's detail."""
+    if response.is_success:
+        return response
+    try:
+        body = response.json()
+        detail = str(body.get("detail", "")) if isinstance(body, dict) else str(body)
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+    except ValueError:
+        detail, request_id = response.text[:500], None
+    raise api_error(
+        response.status_code,
+        detail or response.reason_phrase,
+        request_id=request_id or response.headers.get("x-request-id"),
+        retry_after_s=retry_after_s(response.headers.get("retry-after")),
+    )
+
+
+def compare_result(response: httpx.Response) -> CompareResult:
+    return CompareResult.from_json(response.json())
+
+
+def batch_items(response: httpx.Response) -> list[BatchItem]:
+    items: list[BatchItem] = []
+    for item in response.json()["results"]:
+        if "error" in item:
+            error: Mapping[str, Any] = item["error"]
+            items.append(api_error(int(error["status"]), str(error["detail"])))
+        else:
+            items.append(CompareResult.from_json(item))
+    return items
+
+
+def difference_map(response: httpx.Response, kind: str) -> DifferenceMap:
+    lo, _, hi = response.headers.get("x-map-range", "0,1").partition(",")
+    return DifferenceMap(
+        response.content, response.headers.get("x-map-kind", kind), (float(lo), float(hi))
+    )
+
+
+class BaseClient:
+    """Settings shared by the sync and async clients."""
+
+    def __init__(
+        self, base_url: str, api_key: str | None, timeout_s: float, retry: RetryPolicy | None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = httpx.Timeout(timeout_s)
+
+    def url(self, request: Request) -> str:
+        return self.base_url + request.path

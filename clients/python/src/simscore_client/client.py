@@ -1,0 +1,225 @@
+"""``SimscoreClient`` (blocking) and ``AsyncSimscoreClient``: thin loops over ``_base``.
+
+Each method builds its request in ``_base``, sends it, retries 429/503 as ``RetryPolicy`` says
+and parses the answer in ``_base``; only sending and sleeping differ between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+
+import httpx
+
+from simscore_client._base import (
+    DEFAULT_BASE_URL,
+    BaseClient,
+    ImageInput,
+    Metrics,
+    Request,
+    RetryPolicy,
+    batch_items,
+    batch_request,
+    compare_request,
+    compare_result,
+    difference_map,
+    map_request,
+    raise_for_error,
+)
+from simscore_client.results import BatchItem, CompareResult, DifferenceMap
+from simscore_client.vocabulary import MapKind, SizePolicy
+
+
+class SimscoreClient(BaseClient):
+    """Blocking client. Use as a context manager, or call ``close()``.
+
+    ``http_client`` lets you pass a configured ``httpx.Client`` (proxies, TLS, a test
+    transport); closing it is then left to you. ``sleep`` is how it waits between retries."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout_s, retry)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self.timeout)
+        self._sleep = sleep
+
+    def __enter__(self) -> SimscoreClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def compare(
+        self,
+        reference: ImageInput,
+        candidate: ImageInput,
+        *,
+        metrics: Metrics = None,
+        size_policy: SizePolicy | None = None,
+        include_map: bool = False,
+        map_kind: MapKind = "ssim",
+        mask: ImageInput | None = None,
+    ) -> CompareResult:
+        """Score ``candidate`` against ``reference`` (``POST /compare``); ``mask``: where to
+        compare (nonzero pixels), see the README's Scores section."""
+        request = compare_request(
+            reference,
+            candidate,
+            metrics=metrics,
+            size_policy=size_policy,
+            include_map=include_map,
+            map_kind=map_kind,
+            mask=mask,
+        )
+        return compare_result(self._post(request))
+
+    def compare_batch(
+        self,
+        reference: ImageInput,
+        candidates: Sequence[ImageInput],
+        *,
+        metrics: Metrics = None,
+        size_policy: SizePolicy | None = None,
+        mask: ImageInput | None = None,
+    ) -> list[BatchItem]:
+        """Score many candidates against one reference (``POST /compare/batch``); each item is a
+        ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``."""
+        request = batch_request(
+            reference, candidates, metrics=metrics, size_policy=size_policy, mask=mask
+        )
+        return batch_items(self._post(request))
+
+    def difference_map(
+        self,
+        reference: ImageInput,
+        candidate: ImageInput,
+        *,
+        kind: MapKind = "ssim",
+        size_policy: SizePolicy | None = None,
+        mask: ImageInput | None = None,
+    ) -> DifferenceMap:
+        """The heat map PNG of ``kind`` (``POST /compare/map``)."""
+        request = map_request(reference, candidate, kind=kind, size_policy=size_policy, mask=mask)
+        return difference_map(self._post(request), kind)
+
+    def _post(self, request: Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = self._http.post(
+                self.url(request), files=request.files, data=request.data, headers=self.headers
+            )
+            wait = self.retry.wait_s(attempt, response)
+            if wait is None:
+                return raise_for_error(response)
+            self._sleep(wait)
+            attempt += 1
+
+
+class AsyncSimscoreClient(BaseClient):
+    """The same API as ``SimscoreClient``, awaitable: ``async with AsyncSimscoreClient(...)``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout_s, retry)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self.timeout)
+        self._sleep = sleep
+
+    async def __aenter__(self) -> AsyncSimscoreClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def compare(
+        self,
+        reference: ImageInput,
+        candidate: ImageInput,
+        *,
+        metrics: Metrics = None,
+        size_policy: SizePolicy | None = None,
+        include_map: bool = False,
+        map_kind: MapKind = "ssim",
+        mask: ImageInput | None = None,
+    ) -> CompareResult:
+        """See ``SimscoreClient.compare``."""
+        request = compare_request(
+            reference,
+            candidate,
+            metrics=metrics,
+            size_policy=size_policy,
+            include_map=include_map,
+            map_kind=map_kind,
+            mask=mask,
+        )
+        return compare_result(await self._post(request))
+
+    async def compare_batch(
+        self,
+        reference: ImageInput,
+        candidates: Sequence[ImageInput],
+        *,
+        metrics: Metrics = None,
+        size_policy: SizePolicy | None = None,
+        mask: ImageInput | None = None,
+    ) -> list[BatchItem]:
+        """See ``SimscoreClient.compare_batch``."""
+        request = batch_request(
+            reference, candidates, metrics=metrics, size_policy=size_policy, mask=mask
+        )
+        return batch_items(await self._post(request))
+
+    async def difference_map(
+        self,
+        reference: ImageInput,
+        candidate: ImageInput,
+        *,
+        kind: MapKind = "ssim",
+        size_policy: SizePolicy | None = None,
+        mask: ImageInput | None = None,
+    ) -> DifferenceMap:
+        """See ``SimscoreClient.difference_map``."""
+        request = map_request(reference, candidate, kind=kind, size_policy=size_policy, mask=mask)
+        return difference_map(await self._post(request), kind)
+
+    async def _post(self, request: Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = await self._http.post(
+                self.url(request), files=request.files, data=request.data, headers=self.headers
+            )
+            wait = self.retry.wait_s(attempt, response)
+            if wait is None:
+                return raise_for_error(response)
+            await self._sleep(wait)
+            attempt += 1

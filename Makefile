@@ -38,10 +38,10 @@ SOAK_USERS ?= 16
 PAIRS_PER_S ?= 2.05  # about 80 % of the peak `make load` printed on the 2-core dev machine
 
 load: install  ## locust sweep against a local server on loopback: results/load-*/
-	$(BIN)/python tests/load/run_load.py --users $(USERS) --duration-s $(DURATION)
+	$(BIN)/python load/run_load.py --users $(USERS) --duration-s $(DURATION)
 
 soak: install  ## 10 minutes at PAIRS_PER_S with RSS checks: results/soak-*/
-	$(BIN)/python tests/load/run_load.py --soak --users $(SOAK_USERS) --pairs-per-s $(PAIRS_PER_S)
+	$(BIN)/python load/run_load.py --soak --users $(SOAK_USERS) --pairs-per-s $(PAIRS_PER_S)
 
 bench-cache: install  ## reference cache on/off: one golden image, many candidates
 	$(BIN)/python bench/cache.py

@@ -1,14 +1,20 @@
-"""The dynamic batcher: a bounded queue in front of one worker thread that runs the model.
+"""The dynamic batcher: a bounded queue in front of one worker thread.
 
-Requests enter from the event loop (``submit``/``submit_many``) and wait on futures. When the
-worker is free it takes the oldest request and every queued request with the same group key
-(the tensor shape), up to ``max_batch_size``, waiting at most ``max_wait_s`` for more. Other
-groups wait for their own batch; the oldest request always goes next, so none starves and no
-batch is padded across shapes. Cancelled and expired requests are dropped before compute.
+Items enter from the event loop (``submit``/``submit_many``) and wait on futures. When the
+worker is free it takes the oldest item and every queued item with the same group key, up to
+``max_batch_size``, waiting at most ``max_wait_s`` for more. Other groups wait for their own
+batch; the oldest item always goes next, so none starves and no batch mixes groups. Cancelled
+and expired items are dropped before compute.
 
-The batcher knows nothing of images or models: it calls ``handler(items) -> results``.
-A handler failure fails only its own batch; a resource-exhausted failure (out of memory) splits
-the batch in halves and retries down to single items.
+The batcher knows nothing of what it batches: it calls ``handler(items) -> results`` and reports
+through a ``BatchObserver``. A handler failure fails only its own batch. A resource-exhausted
+failure (out of memory) is recovered outside the ``except`` block, once the failed attempt and
+its traceback are gone (so their memory can be released), by splitting the batch in halves down
+to single items. ``unhealthy_after`` consecutive other failures mark the batcher unhealthy (a
+device in a sticky error state fails every batch) until a batch succeeds.
+
+``call(fn)`` runs any function on the worker thread (warm-up: per-thread device handles are
+then created where the batches run).
 """
 
 from __future__ import annotations
@@ -18,24 +24,38 @@ import concurrent.futures
 import logging
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
-from app.errors import DeadlineExceeded, NotReady, OutOfMemory, Overloaded
-from app.observability import Metrics
+from app.errors import DeadlineExceeded, NotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 T = TypeVar("T")
+# A function to run on the worker thread, and the future of its result.
+_Call: TypeAlias = "tuple[Callable[[], Any], concurrent.futures.Future[Any]]"
+
+
+class BatchObserver(Protocol):
+    """What the batcher reports (the service wires it to Prometheus)."""
+
+    def queue_depth(self, items: int) -> None: ...
+
+    def queue_wait(self, seconds: float) -> None: ...
+
+    def batch_done(self, items: int, seconds: float) -> None: ...
+
+    def batch_failed(self, items: int, exc: BaseException, *, exhausted: bool) -> None: ...
 
 
 @dataclass(frozen=True)
 class Outcome(Generic[Out]):
-    """A result and how long it waited and ran, for timing fields and logs."""
+    """A result and how long it waited and ran."""
 
     value: Out
     queue_wait_s: float
@@ -67,11 +87,13 @@ class Batcher(Generic[In, Out]):
         queue_size: int,
         is_resource_exhausted: Callable[[BaseException], bool] = lambda exc: False,
         on_resource_exhausted: Callable[[], None] = lambda: None,
-        metrics: Metrics | None = None,
+        exhausted_error: Callable[[], Exception] = lambda: RuntimeError("resources exhausted"),
+        unhealthy_after: int = 3,
+        observer: BatchObserver | None = None,
         name: str = "simscore-batcher",
     ) -> None:
-        if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0:
-            raise ValueError("max_batch_size and queue_size must be >= 1, max_wait_s >= 0")
+        if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0 or unhealthy_after < 1:
+            raise ValueError("max_batch_size, queue_size and unhealthy_after >= 1, max_wait_s >= 0")
         self._handler = handler
         self._group_key = group_key
         self.max_batch_size = max_batch_size
@@ -79,11 +101,14 @@ class Batcher(Generic[In, Out]):
         self.queue_size = queue_size
         self._is_exhausted = is_resource_exhausted
         self._on_exhausted = on_resource_exhausted
-        self._metrics = metrics
+        self._exhausted_error = exhausted_error
+        self._unhealthy_after = unhealthy_after
+        self._observer = observer
         self._groups: dict[Hashable, deque[_Job[In, Out]]] = {}
+        self._calls: deque[_Call] = deque()
         self._depth = 0
         self._busy = 0
-        self._admitting = True
+        self._failures_in_a_row = 0
         self._stopping = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -98,38 +123,33 @@ class Batcher(Generic[In, Out]):
         return self._thread.is_alive()
 
     @property
+    def healthy(self) -> bool:
+        """False after ``unhealthy_after`` failed batches in a row (out of memory excepted)."""
+        return self._failures_in_a_row < self._unhealthy_after
+
+    @property
     def depth(self) -> int:
         """Items queued or being computed."""
         with self._cond:
             return self._depth + self._busy
 
-    def stop_admitting(self) -> None:
-        with self._cond:
-            self._admitting = False
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait until every accepted item is answered; False if ``timeout_s`` ran out first."""
-        deadline = time.monotonic() + timeout_s
-        while self.depth:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
-
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the worker; items still queued fail with ``NotReady``."""
         with self._cond:
-            self._admitting = False
             self._stopping = True
-            leftovers = [job for group in self._groups.values() for job in group]
+            leftovers: list[concurrent.futures.Future[Any]] = [
+                job.future for group in self._groups.values() for job in group
+            ]
+            leftovers += [future for _, future in self._calls]
             self._groups.clear()
+            self._calls.clear()
             self._depth = 0
             self._cond.notify_all()
-        for job in leftovers:
-            _fail(job.future, NotReady("the server is shutting down"))
+        for future in leftovers:
+            _fail(future, NotReady("the server is shutting down"))
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        self._gauge()
+        self._report_depth()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -144,48 +164,63 @@ class Batcher(Generic[In, Out]):
         """Queue items together (all or none) and return one awaitable per item."""
         jobs = [_Job[In, Out](item, self._group_key(item), deadline) for item in items]
         with self._cond:
-            if not self._admitting:
-                raise NotReady("the server is draining or not ready; retry on another replica")
+            if self._stopping:
+                raise NotReady("the batch worker has stopped")
             if self._depth + len(jobs) > self.queue_size:
                 raise Overloaded(
-                    f"the queue is full ({self._depth} of {self.queue_size} pairs waiting); "
-                    "retry after a short wait"
+                    f"the queue is full ({self._depth} of {self.queue_size} items waiting, "
+                    f"{len(jobs)} more asked for); retry after a short wait"
                 )
             for job in jobs:
                 self._groups.setdefault(job.key, deque()).append(job)
             self._depth += len(jobs)
             self._cond.notify_all()
-        self._gauge()
+        self._report_depth()
         return [asyncio.wrap_future(job.future) for job in jobs]
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the worker thread, between batches, and return what it returns."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._stopping:
+                raise NotReady("the batch worker has stopped")
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return await asyncio.wrap_future(future)
 
     # -- worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             try:
-                jobs = self._next_batch()
+                work = self._next_work()
             except Exception:  # pragma: no cover - a bug here must not kill the worker
                 log.exception("batcher: failed to take a batch")
                 continue
-            if jobs is None:
+            if work is None:
                 return
+            if not isinstance(work, list):
+                _run_call(*work)
+                continue
             try:
-                self._process(jobs)
+                self._process(work)
             except BaseException as exc:  # never let the worker die
                 log.exception("batcher: unexpected failure in a batch")
-                for job in jobs:
+                for job in work:
                     _fail(job.future, exc)
             finally:
                 with self._cond:
-                    self._busy -= len(jobs)
-                self._gauge()
+                    self._busy -= len(work)
+                self._report_depth()
 
-    def _next_batch(self) -> list[_Job[In, Out]] | None:
+    def _next_work(self) -> list[_Job[In, Out]] | _Call | None:
         with self._cond:
-            while not self._groups:
+            while not self._groups and not self._calls:
                 if self._stopping:
                     return None
                 self._cond.wait()
+            if self._calls:
+                return self._calls.popleft()
             key, group = min(self._groups.items(), key=lambda kv: kv[1][0].enqueued_at)
             fill_by = group[0].enqueued_at + self.max_wait_s
             while len(group) < self.max_batch_size and not self._stopping:
@@ -210,45 +245,77 @@ class Batcher(Generic[In, Out]):
                 _fail(job.future, DeadlineExceeded("the request timed out while queued"))
             else:
                 live.append(job)
-                if self._metrics:
-                    self._metrics.queue_wait.observe(now - job.enqueued_at)
-        if live:
-            self._compute(live, started=now)
+                if self._observer:
+                    self._observer.queue_wait(now - job.enqueued_at)
+        pending = [live] if live else []
+        while pending:
+            part = pending.pop(0)
+            halves = self._compute(part, started=now)
+            pending[:0] = halves
 
-    def _compute(self, jobs: list[_Job[In, Out]], *, started: float) -> None:
+    def _compute(self, jobs: list[_Job[In, Out]], *, started: float) -> list[list[_Job[In, Out]]]:
+        """Run one batch; returns the halves to retry after an out-of-memory failure."""
         begin = time.monotonic()
+        failure = self._attempt(jobs)
+        compute_s = time.monotonic() - begin
+        if isinstance(failure, BaseException):
+            return self._recover(jobs, failure)
+        self._failures_in_a_row = 0
+        if self._observer:
+            self._observer.batch_done(len(jobs), compute_s)
+        for job, value in zip(jobs, failure, strict=True):
+            outcome = Outcome(value, started - job.enqueued_at, compute_s, len(jobs))
+            if not job.future.done():
+                job.future.set_result(outcome)
+        return []
+
+    def _attempt(self, jobs: list[_Job[In, Out]]) -> Sequence[Out] | BaseException:
+        """The handler's results, or its exception with the traceback's frames cleared."""
         try:
             results = self._handler([job.item for job in jobs])
             if len(results) != len(jobs):
                 raise RuntimeError(f"handler returned {len(results)} results for {len(jobs)}")
+            return results
         except Exception as exc:
             if self._is_exhausted(exc):
-                self._on_exhausted()
-                if len(jobs) > 1:
-                    half = len(jobs) // 2
-                    log.warning("out of memory at batch %d; retrying in halves", len(jobs))
-                    self._compute(jobs[:half], started=started)
-                    self._compute(jobs[half:], started=started)
-                    return
-                exc = OutOfMemory(
-                    "out of memory scoring a single pair; send smaller images or lower "
-                    "SIMSCORE_MAX_SIDE"
-                )
+                # The frames hold the failed attempt's tensors: drop them, keep the message.
+                traceback.clear_frames(exc.__traceback__)
+                exc.__context__ = exc.__cause__ = None
+                return exc.with_traceback(None)
+            log.exception("batch of %d items failed", len(jobs))
+            return exc
+
+    def _recover(self, jobs: list[_Job[In, Out]], exc: BaseException) -> list[list[_Job[In, Out]]]:
+        exhausted = self._is_exhausted(exc)
+        if self._observer:
+            self._observer.batch_failed(len(jobs), exc, exhausted=exhausted)
+        if not exhausted:
+            self._failures_in_a_row += 1
             for job in jobs:
                 _fail(job.future, exc)
-            return
-        compute_s = time.monotonic() - begin
-        if self._metrics:
-            self._metrics.batch_size.observe(len(jobs))
-            self._metrics.inference.observe(compute_s)
-        for job, value in zip(jobs, results, strict=True):
-            outcome = Outcome(value, started - job.enqueued_at, compute_s, len(jobs))
-            if not job.future.done():
-                job.future.set_result(outcome)
+            return []
+        del exc  # nothing of the failed attempt stays referenced from here on
+        self._on_exhausted()
+        if len(jobs) > 1:
+            half = len(jobs) // 2
+            log.warning("out of memory at batch %d; retrying in halves", len(jobs))
+            return [jobs[:half], jobs[half:]]
+        for job in jobs:
+            _fail(job.future, self._exhausted_error())
+        return []
 
-    def _gauge(self) -> None:
-        if self._metrics:
-            self._metrics.queue_depth.set(self._depth)
+    def _report_depth(self) -> None:
+        if self._observer:
+            self._observer.queue_depth(self._depth)
+
+
+def _run_call(fn: Callable[[], Any], future: concurrent.futures.Future[Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:
+        future.set_exception(exc)
 
 
 def _fail(future: concurrent.futures.Future[T], exc: BaseException) -> None:

@@ -1,8 +1,14 @@
-"""``simscore serve | compare | fetch-weights | make-random-weights``."""
+"""``simscore serve | compare | fetch-weights | make-random-weights``.
+
+``simscore compare`` runs the service's own pipeline (decode pool, batcher, scorer) in-process
+and prints the service's response schema, so the command line and ``POST /compare`` cannot give
+different answers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import logging
@@ -11,11 +17,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from app.config import Settings
+from app.vocabulary import CSV_COLUMNS, SCORE_NAMES, SIZE_POLICIES, csv_row
+
+if TYPE_CHECKING:
+    from app.pipeline import CompareOptions, ComparePipeline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+NO_DEADLINE_S = 365 * 24 * 3600.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare = sub.add_parser("compare", help="score a pair, or every image in a folder, locally")
     compare.add_argument("reference", type=Path)
     compare.add_argument("candidate", type=Path, help="an image, or a folder of images")
-    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
     compare.add_argument("--csv", type=Path, help="with a folder: write a CSV here")
     compare.add_argument("--metrics", default=None, help="comma-separated subset (default all)")
-    compare.add_argument("--size-policy", choices=["resize", "strict"], default=None)
+    compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
 
     fetch = sub.add_parser("fetch-weights", help="download the ImageNet VGG19 weights")
     fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
@@ -42,14 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     rand.add_argument("--seed", type=int, default=0)
 
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            name = f"SIMSCORE_{where.upper()}: " if where else ""
+            print(f"simscore: invalid settings: {name}{error['msg']}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command == "compare":
-        return _compare(settings, args)
+        return asyncio.run(_compare(settings, args))
     if args.command == "fetch-weights":
         return _fetch(args.out)
     return _make_random(args.out, args.seed)
@@ -67,135 +87,141 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     )
 
 
-def _compare(settings: Settings, args: argparse.Namespace) -> int:
-    from app.engine import build_scorer
+async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import SimscoreError
-    from app.imaging import prepare_candidate, prepare_reference
-    from app.pipeline import parse_metrics
-    from app.reference_cache import reference_key
-    from app.scoring import PairRequest, PairScores, iter_batches
+    from app.pipeline import CompareOptions, ComparePipeline
+    from app.scoring import build_scorer
+    from app.vocabulary import parse_metrics
 
     try:
-        metrics = parse_metrics(args.metrics)
-        scorer, model = build_scorer(settings)
-        ref = prepare_reference(
-            args.reference.read_bytes(), max_pixels=settings.max_pixels, max_side=settings.max_side
+        options = CompareOptions(parse_metrics(args.metrics), args.size_policy)
+        reference = args.reference.read_bytes()
+        candidates = _candidates(args.candidate)
+        scorer, model = await asyncio.to_thread(build_scorer, settings)
+    except (SimscoreError, OSError) as exc:
+        print(f"simscore: {exc}", file=sys.stderr)
+        return 2
+    pipeline = ComparePipeline(settings, scorer, model)
+    pipeline.start()
+    try:
+        if args.candidate.is_dir():
+            return await _compare_folder(pipeline, reference, candidates, options, args)
+        return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
+    finally:
+        pipeline.close()
+
+
+def _candidates(path: Path) -> list[Path]:
+    if not path.is_dir():
+        path.stat()  # a missing file fails here, as an OSError
+        return [path]
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+async def _compare_pair(
+    pipeline: ComparePipeline,
+    reference: bytes,
+    candidate: Path,
+    options: CompareOptions,
+    as_json: bool,
+) -> int:
+    from app.api.schemas import compare_response
+    from app.errors import SimscoreError
+
+    started = time.monotonic()
+    try:
+        comparison = await pipeline.compare(
+            reference, candidate.read_bytes(), options, deadline=started + NO_DEADLINE_S
         )
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
-    policy = args.size_policy or settings.default_size_policy
-    ref_key = reference_key(ref.tensor, f"max_side={settings.max_side}")
-    paths = (
-        sorted(p for p in args.candidate.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if args.candidate.is_dir()
-        else [args.candidate]
-    )
-    rows: list[dict[str, Any]] = []
-    pending: list[tuple[Path, Any]] = []
-    failures = 0
-    for path in paths:
-        try:
-            cand = prepare_candidate(
-                path.read_bytes(),
-                ref,
-                max_pixels=settings.max_pixels,
-                max_side=settings.max_side,
-                size_policy=policy,
-            )
-            pending.append((path, cand))
-        except (SimscoreError, OSError) as exc:
-            failures += 1
-            rows.append({"candidate": str(path), "error": str(exc)})
-    done = 0
-    started = time.monotonic()
-    for chunk in iter_batches(pending, settings.max_batch_size):
-        pairs = [PairRequest(ref.tensor, c.tensor, metrics, ref_key) for _, c in chunk]
-        scores: list[PairScores] = scorer.score(pairs)
-        for (path, cand), s in zip(chunk, scores, strict=True):
-            rows.append(_row(path, s, cand.resized or ref.resized, ref.width, ref.height))
-        done += len(chunk)
-        if len(paths) > 1:
-            _progress(done, len(pending), started)
-    model_fields = {
-        "name": model.name,
-        "weights": model.weights,
-        "sha256": model.sha256,
-        "device": model.device,
-        "precision": model.precision,
-    }
-    if len(paths) == 1 and not args.candidate.is_dir():
-        row = rows[0]
-        if "error" in row:
-            print(f"simscore: {row['error']}", file=sys.stderr)
-            return 2
-        if args.json:
-            print(json.dumps({**_nested(row), "model": model_fields}))
-        else:
-            for key in ("vgg", "style", "ssim", "mse", "psnr"):
-                print(f"{key:6s} {_fmt(row[key])}")
-        return 0
-    _write_table(rows, args.csv, args.json, model_fields)
-    return 1 if failures else 0
-
-
-def _row(path: Path, s: Any, resized: bool, width: int, height: int) -> dict[str, Any]:
-    psnr = s.psnr if s.psnr is not None and math.isfinite(s.psnr) else None
-    return {
-        "candidate": str(path),
-        "vgg": s.vgg,
-        "style": s.style,
-        "ssim": s.ssim,
-        "mse": s.mse,
-        "psnr": psnr,
-        "vgg_layers": s.vgg_layers,
-        "style_layers": s.style_layers,
-        "width": width,
-        "height": height,
-        "resized": resized,
-    }
-
-
-def _nested(row: dict[str, Any]) -> dict[str, Any]:
-    """The same shape as the HTTP API's response."""
-    return {
-        "scores": {k: row[k] for k in ("vgg", "style", "ssim", "mse", "psnr")},
-        "layers": {"vgg": row["vgg_layers"], "style": row["style_layers"]},
-        "image": {"width": row["width"], "height": row["height"], "resized": row["resized"]},
-    }
-
-
-def _write_table(
-    rows: list[dict[str, Any]], out: Path | None, as_json: bool, model: dict[str, str]
-) -> None:
-    columns = ["candidate", "vgg", "style", "ssim", "mse", "psnr", "resized", "error"]
+    body = compare_response(comparison, pipeline.model, (time.monotonic() - started) * 1000)
     if as_json:
-        items = [
-            {"candidate": r["candidate"], "error": r["error"]}
-            if "error" in r
-            else {"candidate": r["candidate"], **_nested(r)}
-            for r in rows
-        ]
-        print(json.dumps({"results": items, "model": model}))
-    if out is not None:
-        with out.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    if not as_json:
-        print(" ".join(f"{c:>10s}" for c in columns[1:6]) + "  candidate")
-        for r in rows:
-            if "error" in r:
-                print(f"{'error':>10s} {r['error']}  {r['candidate']}")
+        print(body.model_dump_json())
+    else:
+        scores = body.scores.model_dump()
+        for name in SCORE_NAMES:
+            print(f"{name:6s} {_fmt(scores[name])}")
+    return 0
+
+
+async def _compare_folder(
+    pipeline: ComparePipeline,
+    reference: bytes,
+    paths: list[Path],
+    options: CompareOptions,
+    args: argparse.Namespace,
+) -> int:
+    """Every image of a folder against one reference, in chunks that enter the batcher
+    together, as ``POST /compare/batch`` does."""
+    from app.api.errors import map_exception
+    from app.api.schemas import compare_response, model_out
+    from app.pipeline import Comparison
+
+    items: list[dict[str, Any]] = []
+    chunk_size = pipeline.settings.max_batch_candidates
+    started = time.monotonic()
+    for first in range(0, len(paths), chunk_size):
+        chunk = paths[first : first + chunk_size]
+        outcomes = await pipeline.compare_many(
+            reference,
+            [p.read_bytes() for p in chunk],
+            options,
+            deadline=time.monotonic() + NO_DEADLINE_S,
+        )
+        for path, outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, Comparison):
+                body = compare_response(outcome, pipeline.model, 0.0).model_dump(mode="json")
+                items.append({"candidate": path.name, **body})
             else:
-                print(" ".join(f"{_fmt(r[c]):>10s}" for c in columns[1:6]) + f"  {r['candidate']}")
+                mapped = map_exception(outcome)
+                if mapped.status == 500:
+                    raise outcome
+                error = {"status": mapped.status, "detail": mapped.detail}
+                items.append({"candidate": path.name, "error": error})
+        _progress(len(items), len(paths), started)
+    if args.json:
+        model = model_out(pipeline.model).model_dump(mode="json")
+        print(json.dumps({"results": items, "model": model}))
+    else:
+        _print_table(items)
+    if args.csv is not None:
+        write_csv(items, args.csv)
+    return 1 if any("error" in item for item in items) else 0
+
+
+def write_csv(items: list[dict[str, Any]], out: Path) -> None:
+    """``vocabulary.CSV_COLUMNS``, one row per candidate (the web page exports the same)."""
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for item in items:
+            error = item.get("error")
+            if error is None:
+                writer.writerow(csv_row(item["candidate"], item))
+            else:
+                writer.writerow(csv_row(item["candidate"], None, error["detail"]))
+
+
+def _print_table(items: list[dict[str, Any]]) -> None:
+    print(" ".join(f"{name:>10s}" for name in SCORE_NAMES) + "  candidate")
+    for item in items:
+        if "error" in item:
+            print(f"{'error':>10s} {item['error']['detail']}  {item['candidate']}")
+        else:
+            scores = item["scores"]
+            values = " ".join(f"{_fmt(scores[name]):>10s}" for name in SCORE_NAMES)
+            print(f"{values}  {item['candidate']}")
 
 
 def _fmt(value: float | None) -> str:
-    return "null" if value is None else f"{value:.6g}"
+    return "null" if value is None or not math.isfinite(value) else f"{value:.6g}"
 
 
 def _progress(done: int, total: int, started: float) -> None:
+    if total <= 1:
+        return
     width = 30
     filled = int(width * done / max(total, 1))
     rate = done / max(time.monotonic() - started, 1e-9)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.metrics.ssim import WINDOW_SIZE, ssim_map
-
-MapKind = Literal["ssim", "abs"]
-MAP_KINDS: tuple[str, ...] = get_args(MapKind)
-# (lo, hi) of the colour scale per kind: lo -> first colour, hi -> last colour.
-MAP_RANGES: dict[str, tuple[float, float]] = {"ssim": (0.0, 1.0), "abs": (0.0, 1.0)}
+from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
 
 # matplotlib's viridis entries 0, 8, 16, ..., 248 and 255, as 8-bit sRGB hex.
 VIRIDIS_ANCHORS: tuple[str, ...] = (
@@ -131,10 +126,7 @@ def difference_map_png(x: torch.Tensor, y: torch.Tensor, kind: MapKind = "ssim")
 
 
 __all__ = [
-    "MAP_KINDS",
-    "MAP_RANGES",
     "VIRIDIS_ANCHORS",
-    "MapKind",
     "abs_difference",
     "colorize",
     "difference_map_png",

@@ -19,11 +19,11 @@ class NotAnImage(InputError):
 
 
 class UnsupportedImageFormat(InputError):
-    """A recognised format we refuse on purpose (SVG, PDF, ...)."""
+    """A recognised format we refuse on purpose (SVG, PDF, RLE BMP, pathological files)."""
 
 
 class ImageTooLarge(InputError):
-    """Over ``SIMSCORE_MAX_PIXELS`` or ``SIMSCORE_MAX_UPLOAD_BYTES``."""
+    """Over ``SIMSCORE_MAX_PIXELS``, ``SIMSCORE_MAX_REQUEST_PIXELS`` or an upload size limit."""
 
 
 class ImageTooSmall(InputError):
@@ -38,12 +38,28 @@ class InvalidRequest(InputError):
     """A form field is missing, misnamed or has a bad value (unknown metric, ...)."""
 
 
+class MalformedBody(InputError):
+    """The request body is not well-formed multipart/form-data (maps to 400)."""
+
+
+class UploadStalled(InputError):
+    """The request body stopped arriving for longer than ``SIMSCORE_BODY_TIMEOUT_S``."""
+
+
+class Unauthorized(SimscoreError):
+    """A missing or wrong API key."""
+
+
 class WeightsError(SimscoreError):
     """Model weights are missing, corrupt, or of the wrong shape (start-up fails)."""
 
 
+class StartupError(SimscoreError):
+    """The service cannot start as configured (bf16 on a CPU without bf16 units, ...)."""
+
+
 class Overloaded(SimscoreError):
-    """The queue is full: come back later (maps to 429)."""
+    """The queue or the request slots are full: come back later (maps to 429)."""
 
 
 class NotReady(SimscoreError):
@@ -55,7 +71,7 @@ class DeadlineExceeded(SimscoreError):
 
 
 class OutOfMemory(SimscoreError):
-    """The device ran out of memory even for a single pair."""
+    """The device ran out of memory even for a single item."""
 
 
 class ClientGone(SimscoreError):

@@ -1,4 +1,5 @@
-"""Prometheus metrics on a registry of the app's own.
+"""Prometheus metrics on a registry of the app's own, and the observer the batcher, the
+reference cache and the pipeline report to.
 
 Each app builds its own ``Metrics`` (tests build several apps in one process), so nothing is
 registered at import time.
@@ -7,6 +8,8 @@ registered at import time.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from app.scoring.device import MemoryStats
 
 # Every metric name the service exports (counters without the ``_total`` suffix prometheus adds).
 EXPORTED_METRICS: tuple[str, ...] = (
@@ -22,6 +25,9 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "simscore_reference_cache_bytes",
     "simscore_ready",
     "simscore_gpu_memory_allocated_bytes",
+    "simscore_gpu_memory_reserved_bytes",
+    "simscore_gpu_memory_peak_bytes",
+    "simscore_batch_failures",
 )
 
 FAILURE_REASONS = ("rejected", "timeout", "cancelled", "oom", "invalid_input", "internal")
@@ -45,8 +51,10 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("simscore_queue_depth", "Pairs waiting for the model.", registry=r)
-        self.queue_wait = Histogram(
+        self.queue_depth_gauge = Gauge(
+            "simscore_queue_depth", "Pairs waiting for the model.", registry=r
+        )
+        self.queue_wait_seconds = Histogram(
             "simscore_queue_wait_seconds",
             "Time a pair waited in the queue before its batch ran.",
             buckets=SECONDS_BUCKETS,
@@ -77,12 +85,56 @@ class Metrics:
             "Reference features computed because they were not cached.",
             registry=r,
         )
-        self.cache_bytes = Gauge(
+        self.cache_bytes_gauge = Gauge(
             "simscore_reference_cache_bytes", "Bytes held by the reference cache.", registry=r
         )
         self.ready = Gauge("simscore_ready", "1 when the model is warm and admitting.", registry=r)
-        self.gpu_memory = Gauge(
+        self.gpu_allocated = Gauge(
             "simscore_gpu_memory_allocated_bytes",
-            "CUDA memory allocated by torch (0 on CPU).",
+            "CUDA memory held by tensors after the last batch (0 on CPU).",
             registry=r,
         )
+        self.gpu_reserved = Gauge(
+            "simscore_gpu_memory_reserved_bytes",
+            "CUDA memory reserved by torch's caching allocator after the last batch (0 on CPU).",
+            registry=r,
+        )
+        self.gpu_peak = Gauge(
+            "simscore_gpu_memory_peak_bytes",
+            "Peak CUDA memory allocated during the last batch, failed ones included (0 on CPU).",
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "simscore_batch_failures",
+            "Model batches that failed, by kind: oom (retried in halves) or error.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("oom", "error"):
+            self.batch_failures.labels(kind=kind)
+
+    # -- what the batcher, the reference cache and the pipeline report ----------------------
+
+    def queue_depth(self, items: int) -> None:
+        self.queue_depth_gauge.set(items)
+
+    def queue_wait(self, seconds: float) -> None:
+        self.queue_wait_seconds.observe(seconds)
+
+    def batch_done(self, items: int, seconds: float) -> None:
+        self.batch_size.observe(items)
+        self.inference.observe(seconds)
+
+    def batch_failed(self, items: int, exc: BaseException, *, exhausted: bool) -> None:
+        self.batch_failures.labels(kind="oom" if exhausted else "error").inc()
+
+    def cache_lookup(self, hit: bool) -> None:
+        (self.cache_hits if hit else self.cache_misses).inc()
+
+    def cache_bytes(self, nbytes: int) -> None:
+        self.cache_bytes_gauge.set(nbytes)
+
+    def device_memory(self, stats: MemoryStats) -> None:
+        self.gpu_allocated.set(stats.allocated)
+        self.gpu_reserved.set(stats.reserved)
+        self.gpu_peak.set(stats.peak)

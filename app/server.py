@@ -9,7 +9,8 @@
 * **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
   ``/readyz`` 503); uvicorn closes idle connections and waits up to
   ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
-  batcher. The process exits 0 after a clean drain, 1 if start-up failed or the drain timed out.
+  batcher. The process exits 0 after a clean drain, 1 if the drain timed out, 3 if start-up
+  failed.
 * **A start-up failure is one line**: the lifespan logs ``start-up failed: ...`` and the
   traceback uvicorn would print after it is dropped.
 """
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.config import Settings
@@ -140,7 +142,7 @@ class SimscoreServer(uvicorn.Server):
     @property
     def exit_code(self) -> int:
         if not self.started or self.lifecycle.startup_failed:
-            return 1
+            return STARTUP_FAILURE
         return 0 if self.lifecycle.drained_cleanly else 1
 
 
@@ -172,7 +174,11 @@ def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> S
 
 
 def serve(app: FastAPI, settings: Settings, *, host: str, port: int) -> int:
-    """Run until a signal; the process's exit code."""
+    """Run until a signal; the process's exit code: 0 after a clean drain, 1 if the drain timed
+    out, 3 if start-up failed (uvicorn's code for it)."""
     server = build_server(app, settings, host=host, port=port)
-    server.run()
+    try:
+        server.run()
+    except SystemExit as exit_:  # uvicorn exits this way when start-up fails
+        return exit_.code if isinstance(exit_.code, int) else STARTUP_FAILURE
     return server.exit_code

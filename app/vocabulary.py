@@ -24,6 +24,8 @@ from simscore_client.vocabulary import (
     csv_value,
 )
 
+from app.errors import InvalidRequest
+
 ALL_SCORES: frozenset[ScoreName] = frozenset(SCORE_NAMES)
 
 
@@ -54,5 +56,19 @@ __all__ = [
     "TapName",
     "csv_row",
     "csv_value",
+    "parse_metrics",
     "preprocessing_tag",
 ]
+
+
+def parse_metrics(text: str | None) -> frozenset[ScoreName]:
+    """``"vgg,ssim"`` -> those scores; ``None``, empty or no name at all (``","``): every score."""
+    names = {part.strip().lower() for part in (text or "").split(",") if part.strip()}
+    if not names:
+        return ALL_SCORES
+    unknown = sorted(names - set(SCORE_NAMES))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(SCORE_NAMES)}"
+        )
+    return frozenset(name for name in SCORE_NAMES if name in names)

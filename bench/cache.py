@@ -36,13 +36,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from app.engine import tune_cpu_allocator
+from app.reference_cache import ReferenceCache, reference_key
 from PIL import Image, ImageFilter
 from skimage import data
 
-from app.engine import tune_cpu_allocator
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
-from app.reference_cache import ReferenceCache, reference_key
 from app.scoring import PairRequest, PairScores, Scorer, iter_batches
 
 MODES = ("no sharing", "cache off", "cache on", "bare forward")

@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engine import tune_cpu_allocator
+
 from app.metrics import mse, ssim
 from app.models.vgg import TAP_INDICES, VGGFeatures
 from app.models.weights import load_features

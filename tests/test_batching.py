@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from app.batching import Batcher
 from app.errors import DeadlineExceeded, NotReady, OutOfMemory, Overloaded
-from app.observability import Metrics
 
 
 class Recorder:
@@ -36,8 +36,34 @@ class Recorder:
         return [value * 10 for _, value in items]
 
 
+class Observed:
+    """A ``BatchObserver`` that records what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def queue_depth(self, items: int) -> None:
+        self.events.append(("depth", items))
+
+    def queue_wait(self, seconds: float) -> None:
+        self.events.append(("wait", seconds))
+
+    def batch_done(self, items: int, seconds: float) -> None:
+        self.events.append(("done", items))
+
+    def batch_failed(self, items: int, exc: BaseException, *, exhausted: bool) -> None:
+        self.events.append(("failed", (items, exhausted)))
+
+
 def make(
-    handler: Recorder, *, max_batch_size: int = 4, max_wait_s: float = 0.05, queue_size: int = 64
+    handler: Callable[[Sequence[tuple[str, int]]], list[int]],
+    *,
+    max_batch_size: int = 4,
+    max_wait_s: float = 0.05,
+    queue_size: int = 64,
+    on_exhausted: Callable[[], None] = lambda: None,
+    unhealthy_after: int = 3,
+    observer: Observed | None = None,
 ) -> Batcher[tuple[str, int], int]:
     batcher: Batcher[tuple[str, int], int] = Batcher(
         handler,
@@ -46,10 +72,17 @@ def make(
         max_wait_s=max_wait_s,
         queue_size=queue_size,
         is_resource_exhausted=lambda exc: isinstance(exc, MemoryError),
-        metrics=Metrics(),
+        on_resource_exhausted=on_exhausted,
+        exhausted_error=lambda: OutOfMemory("out of memory for a single item"),
+        unhealthy_after=unhealthy_after,
+        observer=observer,
     )
     batcher.start()
     return batcher
+
+
+def healthy(batcher: Batcher[tuple[str, int], int]) -> bool:
+    return batcher.healthy  # read afresh each time (mypy would narrow the property)
 
 
 def far() -> float:
@@ -145,23 +178,94 @@ async def test_out_of_memory_splits_the_batch_down_to_singles() -> None:
     assert [o.value for o in outs] == [i * 10 for i in range(8)]
     assert [len(b) for b in handler.batches] == [8, 4, 2, 2, 4, 2, 2]
     handler.oom_above = 0
-    with pytest.raises(OutOfMemory, match="single pair"):
+    with pytest.raises(OutOfMemory, match="single item"):
         await batcher.submit(("a", 9), deadline=far())
     assert batcher.alive
     batcher.close()
 
 
-async def test_drain_finishes_accepted_work_and_refuses_new() -> None:
-    handler = Recorder(delay_s=0.05)
+async def test_out_of_memory_is_retried_only_once_the_failed_batch_is_freed() -> None:
+    """The exception's traceback holds the failed attempt's frames and so its tensors: they
+    must be gone before memory is released and the halves retried."""
+
+    class Activations:  # stands for the batch's device tensors
+        def __init__(self) -> None:
+            self.data = bytearray(1 << 20)
+
+    alive: list[weakref.ref[Activations]] = []
+    freed_before_retry: list[bool] = []
+
+    def hungry(items: Sequence[tuple[str, int]]) -> list[int]:
+        activations = Activations()
+        alive.append(weakref.ref(activations))
+        if len(items) > 1:
+            raise MemoryError(f"out of memory at {len(items)} items ({len(activations.data)} B)")
+        return [value for _, value in items]
+
+    def release() -> None:  # what empty_cache() needs: nothing of the failed attempt referenced
+        freed_before_retry.append(all(ref() is None for ref in alive))
+
+    batcher = make(hungry, max_batch_size=4, on_exhausted=release)
+    outs = await asyncio.gather(*batcher.submit_many([("a", i) for i in range(4)], deadline=far()))
+    assert [o.value for o in outs] == [0, 1, 2, 3]
+    assert freed_before_retry == [True, True, True]  # after the 4-batch and both 2-batches
+    batcher.close()
+
+
+async def test_consecutive_failures_make_it_unhealthy_until_a_success() -> None:
+    handler = Recorder()
+    handler.fail_on = {1, 2, 3}
+    observer = Observed()
+    batcher = make(handler, max_wait_s=0, unhealthy_after=3, observer=observer)
+    for value in (1, 2):
+        with pytest.raises(RuntimeError):
+            await batcher.submit(("a", value), deadline=far())
+    assert healthy(batcher)
+    with pytest.raises(RuntimeError):
+        await batcher.submit(("a", 3), deadline=far())
+    assert not healthy(batcher)
+    assert (await batcher.submit(("a", 4), deadline=far())).value == 40
+    assert healthy(batcher)
+    assert [e for e in observer.events if e[0] == "failed"] == [("failed", (1, False))] * 3
+    assert ("done", 1) in observer.events
+    batcher.close()
+
+
+async def test_out_of_memory_does_not_count_against_health() -> None:
+    handler = Recorder()
+    handler.oom_above = 0
+    batcher = make(handler, max_wait_s=0, unhealthy_after=1)
+    for value in range(3):
+        with pytest.raises(OutOfMemory):
+            await batcher.submit(("a", value), deadline=far())
+    assert batcher.healthy
+    batcher.close()
+
+
+async def test_call_runs_on_the_worker_thread_between_batches() -> None:
+    batcher = make(Recorder())
+    name = await batcher.call(lambda: threading.current_thread().name)
+    assert name == "simscore-batcher"
+    with pytest.raises(ZeroDivisionError):
+        await batcher.call(lambda: 1 // 0)
+    assert (await batcher.submit(("a", 2), deadline=far())).value == 20
+    batcher.close()
+    with pytest.raises(NotReady):
+        await batcher.call(lambda: None)
+
+
+async def test_accepts_until_closed_then_refuses() -> None:
+    """Admission is the service's business: the batcher takes whatever it is given until it is
+    closed, so work admitted before a shutdown is never refused here."""
+    handler = Recorder(delay_s=0.02)
     batcher = make(handler, max_batch_size=2, max_wait_s=0)
     accepted = batcher.submit_many([("a", i) for i in range(5)], deadline=far())
-    batcher.stop_admitting()
-    with pytest.raises(NotReady):
-        await batcher.submit(("a", 9), deadline=far())
-    assert await batcher.drain(timeout_s=5)
     assert [(await a).value for a in accepted] == [0, 10, 20, 30, 40]
+    assert batcher.depth == 0
     batcher.close()
     assert not batcher.alive
+    with pytest.raises(NotReady):
+        await batcher.submit(("a", 9), deadline=far())
 
 
 async def test_close_fails_what_is_still_queued() -> None:

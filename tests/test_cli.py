@@ -12,7 +12,11 @@ import torch
 from app.cli import main
 from app.imaging import prepare_pair
 from app.scoring import PairRequest, Scorer
-from tests.conftest import distort, encode, photo
+from app.vocabulary import CSV_COLUMNS
+from tests.support.http import pair_files
+from tests.support.images import distort, encode, photo
+from tests.support.servers import running_client
+from tests.support.settings import settings_for
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def test_compare_folder_writes_a_csv_and_reports_failures(
     assert rows["broken.png"]["error"]
     assert 0 < float(rows["blur.png"]["ssim"]) < 1
     captured = capsys.readouterr()
-    assert "3/3" in captured.err  # progress bar
+    assert "4/4" in captured.err  # progress bar
 
 
 def test_make_random_weights_is_loadable(
@@ -82,3 +86,44 @@ def test_fetch_weights_offline_explains_itself(
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     assert main(["fetch-weights", "--out", str(tmp_path / "f.pth")]) == 2
     assert "could not be downloaded" in capsys.readouterr().err
+
+
+def test_compare_answers_as_the_api_does(
+    images: Path, weights_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One pipeline and one response schema: the command line's JSON is the API's JSON."""
+    ref, cand = images / "golden.png", images / "renders" / "noise.png"
+    assert main(["compare", str(ref), str(cand), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    settings = settings_for(weights_file, max_batch_size=2)
+    with running_client(settings) as client:
+        api = client.post("/compare", files=pair_files(ref.read_bytes(), cand.read_bytes())).json()
+    for body in (cli, api):
+        body.pop("timing_ms")
+    assert cli == api
+
+
+def test_folder_csv_is_the_shared_format(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = images / "scores.csv"
+    main(["compare", str(images / "golden.png"), str(images / "renders"), "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    rows = list(csv.reader(lines[1:]))
+    assert [r[0] for r in rows] == ["blur.png", "broken.png", "jpeg.png", "noise.png"]
+    broken = rows[1]
+    assert broken[1:-1] == [""] * (len(CSV_COLUMNS) - 2)
+    assert "not a PNG" in broken[-1]
+    blur = dict(zip(CSV_COLUMNS, rows[0], strict=True))
+    assert blur["width"] == "80" and blur["resized"] == "false" and blur["error"] == ""
+    assert repr(float(blur["vgg"])) == blur["vgg"]  # Python's shortest round-trip text
+
+
+def test_invalid_settings_are_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIMSCORE_API_KEYS", "")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("simscore: invalid settings: SIMSCORE_API_KEYS")
+    assert "holds no key" in err[0]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from app.vocabulary import MAP_RANGES
 from app.difference_map import (
-    MAP_RANGES,
     abs_difference,
     colorize,
     difference_map_png,
@@ -15,7 +15,7 @@ from app.difference_map import (
     viridis_lut,
 )
 from app.metrics.ssim import ssim, ssim_map
-from tests.dashboard_support import decode_png, photo_array
+from tests.support.images import decode_png, photo
 
 # matplotlib's viridis at entries 0, 64, 128, 192 and 255 (8-bit sRGB).
 VIRIDIS_SAMPLES = {
@@ -73,7 +73,7 @@ def test_abs_difference_of_black_and_white_is_one() -> None:
 
 
 def test_local_ssim_covers_the_image_and_keeps_the_valid_map_at_the_corners() -> None:
-    x = tensor(photo_array("astronaut", 64))
+    x = tensor(photo("astronaut", 64, keep_aspect=True))
     y = x.flip(-1)  # the mirror image: alike in places, unlike in others
     full = local_ssim(x, y)
     valid = ssim_map(x[None], y[None]).mean(1)[0]
@@ -88,12 +88,12 @@ def test_local_ssim_covers_the_image_and_keeps_the_valid_map_at_the_corners() ->
 
 
 def test_local_ssim_of_identical_images_is_one_everywhere() -> None:
-    x = tensor(photo_array("chelsea", 48))
+    x = tensor(photo("chelsea", 48, keep_aspect=True))
     assert torch.allclose(local_ssim(x, x), torch.ones(x.shape[1:]), atol=1e-5)
 
 
 def test_local_ssim_is_low_where_the_images_differ() -> None:
-    x = tensor(photo_array("astronaut", 64))
+    x = tensor(photo("astronaut", 64, keep_aspect=True))
     y = x.clone()
     y[:, 40:60, 40:60] = 1 - y[:, 40:60, 40:60]
     m = local_ssim(x, y)
@@ -121,7 +121,7 @@ def test_colorize_refuses_an_empty_range() -> None:
 
 @pytest.mark.parametrize(("kind", "index"), [("abs", 0), ("ssim", 255)])
 def test_map_of_identical_images_is_one_colour(kind: str, index: int) -> None:
-    x = tensor(photo_array("coffee", 40))
+    x = tensor(photo("coffee", 40, keep_aspect=True))
     png = difference_map_png(x, x.clone(), kind)  # type: ignore[arg-type]
     rgb = decode_png(png)
     assert rgb.shape == (x.shape[1], x.shape[2], 3)

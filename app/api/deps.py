@@ -1,70 +1,31 @@
-"""Shared state of one app and the dependencies routes declare (``Annotated`` aliases)."""
+"""What routes declare (``Annotated`` dependencies): the service, the API key check and the
+admission slot. None of them reads the request body, so a request is authenticated and
+admitted (or refused: 401, 429, 503) from its headers alone, before any upload byte is read."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.config import Settings
-from app.errors import NotReady
-from app.observability import Metrics
-from app.pipeline import ComparePipeline
+from app.errors import Unauthorized
+from app.service import Admission, Service
 
 
-@dataclass
-class ServiceState:
-    """What the lifespan sets up and the routes read."""
-
-    settings: Settings
-    metrics: Metrics
-    pipeline: ComparePipeline | None = None
-    ready: bool = False
-    draining: bool = False
-    startup_failed: bool = False
-    drained_cleanly: bool = True
-
-    def start_draining(self) -> None:
-        """Stop admitting: /readyz and new scoring requests answer 503 from now on."""
-        self.draining = True
-        self.ready = False
-        self.metrics.ready.set(0)
-        if self.pipeline is not None:
-            self.pipeline.batcher.stop_admitting()
-
-    def admitting_pipeline(self) -> ComparePipeline:
-        if self.draining:
-            raise NotReady("the server is shutting down; retry on another replica")
-        if not self.ready or self.pipeline is None:
-            raise NotReady("the model is still loading; retry shortly")
-        return self.pipeline
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
 
 
-def get_state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.simscore
-    return state
+ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
-
-
-async def get_pipeline(state: StateDep) -> AsyncIterator[ComparePipeline]:
-    """The pipeline, holding one of ``SIMSCORE_MAX_CONCURRENT_REQUESTS`` slots (else 429)."""
-    pipeline = state.admitting_pipeline()
-    with pipeline.admission():
-        yield pipeline
-
-
-PipelineDep = Annotated[ComparePipeline, Depends(get_pipeline)]
-
-
-def require_api_key(request: Request, state: StateDep) -> None:
+def check_api_key(request: Request, service: Service) -> None:
     """When ``SIMSCORE_API_KEYS`` is set, demand ``Authorization: Bearer <key>``."""
-    keys = state.settings.api_keys
+    keys = service.settings.api_keys
     if not keys:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -74,26 +35,31 @@ def require_api_key(request: Request, state: StateDep) -> None:
     for key in keys:
         matched |= hmac.compare_digest(given, key.get_secret_value().encode())
     if scheme.lower() != "bearer" or not matched:
-        raise HTTPException(
-            401,
-            "missing or invalid API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
 
 
 _bearer = HTTPBearer(
-    auto_error=False,
-    description="Needed only when the server sets SIMSCORE_API_KEYS.",
+    auto_error=False, description="Needed only when the server sets SIMSCORE_API_KEYS."
 )
 
 
-def api_key_dependency(
+async def api_key(
     request: Request,
-    state: StateDep,
+    service: ServiceDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """``require_api_key`` as a dependency that also documents the bearer scheme in OpenAPI."""
-    require_api_key(request, state)
+    """``check_api_key`` as a dependency that also documents the bearer scheme in OpenAPI."""
+    check_api_key(request, service)
 
 
-ApiKey = Depends(api_key_dependency)
+ApiKey = Depends(api_key)
+
+
+async def admission(service: ServiceDep) -> AsyncIterator[Admission]:
+    """A request slot, held until the answer is sent (429 or 503 when there is none); on the
+    event loop, like every change of the service's state."""
+    with service.admit() as admitted:
+        yield admitted
+
+
+AdmissionDep = Annotated[Admission, Depends(admission)]

@@ -1,7 +1,8 @@
-"""The one place that maps errors to HTTP statuses, failure reasons and JSON bodies."""
+"""The one place that maps errors to HTTP statuses, failure reasons, JSON bodies and logs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,7 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors as e
 
+log = logging.getLogger("simscore.errors")
 RETRY_AFTER_S = "1"
+INTERNAL_DETAIL = "internal error: the server failed to score this request"
 
 
 @dataclass(frozen=True)
@@ -30,34 +33,62 @@ _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (e.ImageTooSmall, 422, "invalid_input"),
     (e.SizeMismatch, 422, "invalid_input"),
     (e.InvalidRequest, 422, "invalid_input"),
+    (e.UploadStalled, 408, "invalid_input"),
     (e.InputError, 400, "invalid_input"),
+    (e.Unauthorized, 401, "invalid_input"),
     (e.Overloaded, 429, "rejected"),
     (e.NotReady, 503, "rejected"),
     (e.DeadlineExceeded, 504, "timeout"),
     (e.OutOfMemory, 413, "oom"),
     (e.ClientGone, 499, "cancelled"),
 )
+_HEADERS: Mapping[int, Mapping[str, str]] = {
+    401: {"WWW-Authenticate": "Bearer"},
+    408: {"Connection": "close"},
+    429: {"Retry-After": RETRY_AFTER_S},
+    503: {"Retry-After": RETRY_AFTER_S},
+}
 
 
 def map_exception(exc: BaseException) -> Mapped:
     """Status, detail and failure reason for any exception (unknown ones are 500s)."""
     for kind, status, reason in _STATUS:
         if isinstance(exc, kind):
-            retry = {"Retry-After": RETRY_AFTER_S} if status in (429, 503) else None
-            return Mapped(status, str(exc), reason, retry)
-    return Mapped(500, "internal error: the server failed to score this request", "internal")
+            return Mapped(status, str(exc), reason, _HEADERS.get(status))
+    return Mapped(500, INTERNAL_DETAIL, "internal")
 
 
-def error_response(request: Request, mapped: Mapped) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None)
+def request_id(request: Request) -> str | None:
+    found: str | None = getattr(request.state, "request_id", None)
+    return found
+
+
+def count_failure(request: Request, mapped: Mapped, exc: BaseException | None = None) -> None:
+    """Count a failure; a 500 also logs its traceback with the request id."""
+    if mapped.status == 500 and exc is not None:
+        log.error(
+            "internal error (request %s)",
+            request_id(request),
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None and mapped.reason is not None:
         metrics.failures.labels(reason=mapped.reason).inc()
+
+
+def error_response(request: Request, mapped: Mapped) -> JSONResponse:
     return JSONResponse(
-        {"detail": mapped.detail, "request_id": request_id},
+        {"detail": mapped.detail, "request_id": request_id(request)},
         status_code=mapped.status,
-        headers=mapped.headers,
+        headers=dict(mapped.headers) if mapped.headers else None,
     )
+
+
+def error_item(request: Request, exc: BaseException) -> tuple[int, str]:
+    """``(status, detail)`` for one failed item of a batch request, counted and logged."""
+    mapped = map_exception(exc)
+    count_failure(request, mapped, exc)
+    return mapped.status, mapped.detail
 
 
 def install(app: FastAPI) -> None:
@@ -65,7 +96,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(e.SimscoreError)
     async def _domain(request: Request, exc: e.SimscoreError) -> JSONResponse:
-        return error_response(request, map_exception(exc))
+        mapped = map_exception(exc)
+        count_failure(request, mapped, exc)
+        return error_response(request, mapped)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -73,13 +106,13 @@ def install(app: FastAPI) -> None:
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
             problems.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
-        detail = "invalid request: " + "; ".join(problems)
-        if any(err.get("type") == "missing" for err in exc.errors()):
-            detail += " (send multipart/form-data with file fields 'reference' and 'candidate')"
-        return error_response(request, Mapped(422, detail, "invalid_input"))
+        mapped = Mapped(422, "invalid request: " + "; ".join(problems), "invalid_input")
+        count_failure(request, mapped)
+        return error_response(request, mapped)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         reason = "invalid_input" if 400 <= exc.status_code < 500 else None
         mapped = Mapped(exc.status_code, str(exc.detail), reason, exc.headers)
+        count_failure(request, mapped)
         return error_response(request, mapped)

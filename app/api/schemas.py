@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.vgg import TAP_NAMES
 from app.pipeline import Comparison
 from app.scoring import ModelInfo
+from app.vocabulary import TAP_NAMES
 
 
 class Scores(BaseModel):
@@ -85,7 +85,9 @@ class ModelOut(BaseModel):
         description="First 12 hex digits of the weights' sha256.", examples=["dcbb9e9d3f5a"]
     )
     device: str = Field(description="Torch device the model runs on.", examples=["cuda:0"])
-    precision: str = Field(description="fp32, fp16 or bf16 (CUDA autocast).", examples=["fp32"])
+    precision: str = Field(
+        description="fp32, or bf16/fp16 autocast for the VGG forward pass.", examples=["fp32"]
+    )
 
 
 class Timing(BaseModel):
@@ -268,3 +270,20 @@ def compare_response(comparison: Comparison, model: ModelInfo, total_ms: float) 
         ),
         reference_cached=s.reference_cached,
     )
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Not an image we can decode."},
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    408: {"model": ErrorResponse, "description": "The body stalled (SIMSCORE_BODY_TIMEOUT_S)."},
+    413: {"model": ErrorResponse, "description": "Upload, body or image too large."},
+    415: {"model": ErrorResponse, "description": "An unsupported format (SVG, PDF, RLE BMP, ...)."},
+    422: {"model": ErrorResponse, "description": "Missing field, bad value, too small."},
+    429: {
+        "model": ErrorResponse,
+        "description": "Queue or request slots full; honour Retry-After.",
+    },
+    503: {"model": ErrorResponse, "description": "Loading or draining; honour Retry-After."},
+    504: {"model": ErrorResponse, "description": "Past SIMSCORE_REQUEST_TIMEOUT_S."},
+    500: {"model": ErrorResponse, "description": "A bug; request_id finds its log line."},
+}

@@ -17,7 +17,7 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.shape != y.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     diff = x.float() - y.float()
-    return diff.mul_(diff).flatten(1).sum(1, dtype=torch.float64).div_(diff[0].numel())
+    return diff.mul_(diff).sum(dim=(1, 2, 3), dtype=torch.float64).div_(diff[0].numel())
 
 
 def psnr(mse_values: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

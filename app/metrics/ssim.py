@@ -19,15 +19,12 @@ stack, strip by strip of output rows on the CPU so the working set stays in cach
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 WINDOW_SIZE = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
-MOMENTS = 5
 STRIP_ROWS = 64  # output rows per strip on the CPU (see _strips)
 
 
@@ -52,8 +49,8 @@ def _filter_valid(stack: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
 
 def _strips(rows: int, device: torch.device) -> list[tuple[int, int]]:
     """Output row ranges. On the CPU, strips of ``STRIP_ROWS`` keep each strip's moment planes in
-    cache (a whole 1024 px image's 15 planes do not fit), which made the filter about 2.5x faster
-    at 1024 px on the benchmark machine; on a GPU, one strip (fewer kernel launches)."""
+    cache (a whole 1024 px image's 15 planes do not fit; docs/benchmarks.md has the effect); on
+    a GPU, one strip (fewer kernel launches)."""
     step = rows if device.type == "cuda" else STRIP_ROWS
     return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
 
@@ -150,8 +147,3 @@ def ssim(
     return (
         ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments).flatten(1).mean(1)
     )
-
-
-def ssim_valid_margin(window_size: int = WINDOW_SIZE) -> int:
-    """Pixels the valid window leaves out on each border (5 for an 11-tap window)."""
-    return math.floor(window_size / 2)

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-# torchvision `features` indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
+from app.vocabulary import TAP_NAMES
+
+# torchvision `features` indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (TAP_NAMES).
 TAP_INDICES: tuple[int, ...] = (1, 6, 11, 20, 29)
-TAP_NAMES: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 LAST_INDEX = TAP_INDICES[-1]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,3 +55,13 @@ class VGGFeatures(nn.Module):
             if index in TAP_INDICES:
                 taps.append(x)
         return taps
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TAP_INDICES",
+    "TAP_NAMES",
+    "VGGFeatures",
+    "build_vgg19_features",
+]

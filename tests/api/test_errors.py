@@ -14,8 +14,10 @@ from PIL import Image
 
 from app.config import Settings
 from app.scoring import PairRequest, PairScores
-from tests.api.support import files, metric_value, running, state_of
-from tests.conftest import encode, photo
+from tests.support.http import metric_value
+from tests.support.http import pair_files as files
+from tests.support.images import encode, photo
+from tests.support.servers import running, service_of
 
 GOOD = encode(photo("astronaut", 64))
 OTHER = encode(photo("coffee", 64))
@@ -56,7 +58,7 @@ async def test_unusable_candidate_is_a_clear_4xx(
 @pytest.mark.parametrize(
     ("form", "data", "words"),
     [
-        ({"reference": GOOD}, {}, "candidate: Field required"),
+        ({"reference": GOOD}, {}, "candidate: field required"),
         ({"reference": GOOD, "image": OTHER}, {}, "candidate"),
         ({"reference": GOOD, "candidate": OTHER}, {"metrics": "vgg,lpips"}, "unknown metric"),
         ({"reference": GOOD, "candidate": OTHER}, {"size_policy": "stretch"}, "size_policy"),
@@ -115,7 +117,7 @@ async def test_streamed_upload_is_refused_without_reading_it_whole(
 async def test_declared_oversized_body_is_refused_before_reading(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with running(make_settings(max_upload_bytes=1000)) as (_, client):
+    async with running(make_settings(max_request_bytes=1_000_000)) as (_, client):
         response = await client.post(
             "/compare",
             content=b"x" * 10,
@@ -149,7 +151,7 @@ class Gate:
 async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(queue_size=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         gate = Gate(pipeline.scorer.score)
         pipeline.scorer.score = gate  # type: ignore[method-assign]
@@ -173,7 +175,7 @@ async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., S
 
 async def test_past_the_deadline_is_504(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings(request_timeout_s=0.3)) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         gate = Gate(pipeline.scorer.score)
         pipeline.scorer.score = gate  # type: ignore[method-assign]
@@ -189,7 +191,7 @@ async def test_a_bug_is_a_json_500_and_the_server_keeps_serving(
     make_settings: Callable[..., Settings],
 ) -> None:
     async with running(make_settings()) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         gate = Gate(pipeline.scorer.score)
         gate.open.set()
@@ -208,7 +210,7 @@ async def test_a_bug_is_a_json_500_and_the_server_keeps_serving(
 async def test_draining_refuses_new_work_with_503(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings()) as (app, client):
         assert (await client.get("/readyz")).status_code == 200
-        state_of(app).start_draining()
+        service_of(app).start_draining()
         ready = await client.get("/readyz")
         compare = await client.post("/compare", files=files(GOOD, OTHER))
         health = await client.get("/healthz")
@@ -225,12 +227,13 @@ async def test_healthz_fails_when_the_worker_is_dead(
     make_settings: Callable[..., Settings],
 ) -> None:
     async with running(make_settings()) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         pipeline.batcher.close()  # the worker thread ends
         response = await client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["status"] == "dead"
+    assert response.json()["status"] == "unhealthy"
+    assert "worker died" in response.json()["detail"]
 
 
 async def test_not_ready_before_the_lifespan_has_run(
@@ -278,7 +281,7 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
 
     settings = make_settings(max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         gate = Gate(pipeline.scorer.score)
         scored: list[int] = []
@@ -348,7 +351,7 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
     import torch
 
     async with running(make_settings(max_batch_size=4, max_wait_ms=100)) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         real = pipeline.scorer.score
         big = encode(photo("chelsea", 96))
@@ -375,7 +378,7 @@ async def test_too_many_requests_in_flight_is_429(make_settings: Callable[..., S
 
     settings = make_settings(max_concurrent_requests=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        pipeline = state_of(app).pipeline
+        pipeline = service_of(app).pipeline
         assert pipeline is not None
         gate = Gate(pipeline.scorer.score)
         pipeline.scorer.score = gate  # type: ignore[method-assign]

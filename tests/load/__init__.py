@@ -1,1 +1,0 @@
-"""Load testing: locust traffic (``locustfile.py``), its checks (``traffic.py``), the driver."""

@@ -10,8 +10,8 @@ import torch
 
 from app.metrics import gram_matrix, style_distance, vgg_distance
 from app.models.vgg import VGGFeatures
-from tests.conftest import distort, photo, to_tensor
-from tests.reference_impl import ReferenceVGG
+from tests.support.images import distort, photo, to_tensor
+from tests.support.reference import ReferenceVGG
 
 
 @pytest.fixture(scope="module")

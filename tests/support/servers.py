@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from app.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "app.cli")
@@ -52,6 +53,14 @@ def wait_ready(
             last = repr(exc)
         time.sleep(0.1)
     raise RuntimeError(f"{base_url} was not ready within {timeout_s:.0f} s (last: {last})")
+
+
+def service_of(app: object) -> Service:
+    """The ``Service`` of an app built by ``create_app``."""
+    if not isinstance(app, FastAPI):
+        raise TypeError("an app built by create_app")
+    service: Service = app.state.service
+    return service
 
 
 @asynccontextmanager

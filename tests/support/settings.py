@@ -33,4 +33,4 @@ def settings_for(weights_file: Path, **overrides: Any) -> Settings:
         "cors_origins": [],
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)

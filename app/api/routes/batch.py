@@ -1,0 +1,84 @@
+"""``POST /compare/batch``: many candidates against one reference, entering the batcher together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import AdmissionDep, ApiKey
+from app.api.errors import error_item
+from app.api.fields import CANDIDATES, METRICS, REFERENCE, SIZE_POLICY, compare_options
+from app.api.forms import FormLimits, FormSpec, Upload, read_form
+from app.api.schemas import (
+    ERROR_RESPONSES,
+    BatchItemError,
+    BatchResponse,
+    CompareResponse,
+    ErrorBody,
+    compare_response,
+)
+from app.api.waiting import until_done
+from app.pipeline import Comparison
+from app.scoring import ModelInfo
+
+router = APIRouter(tags=["compare"])
+FORM = FormSpec((REFERENCE, CANDIDATES, METRICS, SIZE_POLICY))
+
+
+@router.post(
+    "/compare/batch",
+    response_model=BatchResponse,
+    responses=ERROR_RESPONSES,
+    dependencies=[ApiKey],
+    openapi_extra={"requestBody": FORM.openapi()},
+    summary="Score many candidates against one reference",
+)
+async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchResponse:
+    """Each candidate is scored as ``POST /compare`` would score it against the reference, and
+    they enter the batcher together. ``results`` keeps the order given; a candidate that fails
+    (not an image, too small, too large, ...) becomes ``{"error": {"status", "detail"}}`` and the
+    others are still scored. The request itself fails only for the reference, a bad field, too
+    many candidates (SIMSCORE_MAX_BATCH_CANDIDATES), or a full queue."""
+    started = time.monotonic()
+    pipeline = admitted.pipeline
+    settings = pipeline.settings
+    limits = FormLimits.from_settings(settings, candidates=settings.max_batch_candidates)
+    form = await read_form(request, FORM, limits, admitted)
+    options = compare_options(form)
+    reference = form.file("reference")
+    uploads = form.files["candidates"]
+    readable = [upload.data for upload in uploads if upload.error is None]
+    scored = iter(
+        await until_done(
+            request,
+            pipeline.compare_many(
+                reference, readable, options, deadline=admitted.deadline, budget=admitted.pixels
+            ),
+            admitted,
+        )
+    )
+    total_ms = (time.monotonic() - started) * 1000
+    results = [_item(request, upload, scored, pipeline.model, total_ms) for upload in uploads]
+    request.state.log = {
+        "reference_bytes": len(reference),
+        "candidates": len(uploads),
+        "failed": sum(isinstance(r, BatchItemError) for r in results),
+    }
+    return BatchResponse(results=results)
+
+
+def _item(
+    request: Request,
+    upload: Upload,
+    scored: Iterator[Comparison | BaseException],
+    model: ModelInfo,
+    total_ms: float,
+) -> CompareResponse | BatchItemError:
+    """One candidate's item: its scores, or its own error (counted, and logged if a 500)."""
+    outcome = upload.error if upload.error is not None else next(scored)
+    if isinstance(outcome, Comparison):
+        return compare_response(outcome, model, total_ms)
+    status, detail = error_item(request, outcome)
+    return BatchItemError(error=ErrorBody(status=status, detail=detail))

@@ -1,0 +1,62 @@
+"""``POST /compare/map``: a heat map PNG of where a candidate differs from its reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.api.deps import AdmissionDep, ApiKey
+from app.api.fields import CANDIDATE, KIND, REFERENCE, SIZE_POLICY, compare_options
+from app.api.forms import FormLimits, FormSpec, read_form
+from app.api.schemas import ERROR_RESPONSES
+from app.api.waiting import until_done
+from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
+
+router = APIRouter(tags=["maps"])
+FORM = FormSpec((REFERENCE, CANDIDATE, KIND, SIZE_POLICY))
+MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A viridis heat map, PNG, at the compared size (the reference's, after "
+        "any downscale to SIMSCORE_MAX_SIDE). No legend: the colour range is fixed per kind "
+        "and repeated in X-Map-Range.",
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            "X-Map-Kind": {"description": "ssim or abs.", "schema": {"type": "string"}},
+            "X-Map-Range": {
+                "description": "'lo,hi': the values drawn as the first and the last colour.",
+                "schema": {"type": "string", "example": "0.0,1.0"},
+            },
+        },
+    },
+    **ERROR_RESPONSES,
+}
+
+
+@router.post(
+    "/compare/map",
+    response_class=Response,
+    responses=MAP_RESPONSES,
+    dependencies=[ApiKey],
+    openapi_extra={"requestBody": FORM.openapi()},
+    summary="A heat map of where a candidate differs from a reference",
+)
+async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
+    """The two images are decoded and sized exactly as ``POST /compare`` does; the PNG is the
+    ``kind`` map at that size through the viridis colour map (ranges in docs/dashboard.md)."""
+    pipeline = admitted.pipeline
+    form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
+    options = compare_options(form)
+    kind: MapKind = form.choice("kind", MAP_KINDS) or "ssim"  # type: ignore[assignment]
+    png = await until_done(
+        request,
+        pipeline.difference_map(
+            form.file("reference"), form.file("candidate"), kind, options, budget=admitted.pixels
+        ),
+        admitted,
+    )
+    lo, hi = MAP_RANGES[kind]
+    return Response(
+        png, media_type="image/png", headers={"X-Map-Kind": kind, "X-Map-Range": f"{lo},{hi}"}
+    )

@@ -1,0 +1,241 @@
+"""Uploaded bytes -> an RGB float tensor in [0, 1], decoded no larger than it will be scored.
+
+* Formats: PNG, JPEG (including camera MPO files), WebP, GIF (first frame only), BMP (not
+  run-length encoded) and TIFF; ``app.imaging.formats`` screens the bytes first.
+* Pixel limits, from the header before any pixel is decoded: one image at most ``max_pixels``
+  (``SIMSCORE_MAX_PIXELS``); every image of a request together at most a ``PixelBudget``
+  (``SIMSCORE_MAX_REQUEST_PIXELS``). Pillow's decompression-bomb error becomes
+  ``ImageTooLarge`` too.
+* Decode to the scored size: given the size it will be scored at, a JPEG is decoded with DCT
+  scaling (Pillow's draft mode: 1/2, 1/4 or 1/8 while still at least that size) and any other
+  image is box-reduced by an integer factor while still 8-bit, so a large upload never becomes a
+  large float tensor. The final, exact resize is the caller's (``app.imaging.prepare``).
+* EXIF orientation is applied; every size is the size after it.
+* Colour: grayscale (``1``, ``L``) is replicated to three channels. 16-bit grayscale (``I;16*``,
+  and ``I``) is divided by 65535, its true range; 32-bit float (``F``) is taken as already in
+  [0, 1] and clipped. Palette, CMYK, YCbCr, LAB and HSV are converted by Pillow. Pillow opens
+  16-bit-per-channel RGB/RGBA as 8-bit, so those are scored at 8-bit precision.
+* Transparency is composited over WHITE: a fully transparent pixel scores as (1, 1, 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+
+from app.errors import ImageTooLarge, NotAnImage, UnsupportedImageFormat
+from app.imaging.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT, screen
+
+Size = tuple[int, int]  # (width, height)
+Sizing = Callable[[Size], Size]  # oriented size as uploaded -> the size it will be scored at
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_EIGHT_BIT_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+def quiet_pillow() -> None:
+    """Silence Pillow's decompression-bomb warning for the process (called at start-up).
+
+    We check pixel counts ourselves before decoding, so the warning adds nothing; one filter for
+    the process replaces a lock around every ``Image.open`` (``warnings.catch_warnings`` changes
+    process-wide state and is not thread-safe)."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class PixelBudget:
+    """Source pixels one request may decode, shared by the threads decoding its images."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, pixels: int, what: str) -> None:
+        with self._lock:
+            if self.used + pixels > self.limit:
+                raise ImageTooLarge(
+                    f"the {what} would bring this request's images to {self.used + pixels} "
+                    f"pixels, over SIMSCORE_MAX_REQUEST_PIXELS={self.limit}; send fewer or "
+                    "smaller images per request"
+                )
+            self.used += pixels
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image: at least the size asked for, at most the size uploaded."""
+
+    tensor: torch.Tensor  # (3, H, W) float32 in [0, 1], contiguous, CPU
+    size: Size  # (width, height) as uploaded, after EXIF orientation
+
+
+def decode_image(
+    data: bytes,
+    *,
+    what: str,
+    max_pixels: int,
+    budget: PixelBudget | None = None,
+    sizing: Sizing | None = None,
+) -> Decoded:
+    """Decode ``data`` (see the module docstring). ``sizing`` maps the uploaded size to the
+    size it will be scored at (and may refuse it); without it the image is decoded whole."""
+    if not data:
+        raise NotAnImage(f"the {what} is empty (0 bytes); upload the image file itself")
+    screen(data, what)
+    with _open(data, max_pixels, what) as image:
+        if budget is not None:
+            budget.take(image.width * image.height, what)
+        stored = image.size
+        orientation = _orientation(image)
+        size, wanted = _plan(stored, orientation, sizing)
+        if image.format in ("JPEG", "MPO"):
+            image.draft(None, wanted)
+        _load(image, max_pixels, what)
+        if (late := _orientation(image)) != orientation:  # a PNG's eXIf after its pixels
+            orientation = late
+            size, wanted = _plan(stored, orientation, sizing)
+        reduced = _reduce(image, wanted)
+        if orientation in _TRANSPOSE:
+            reduced = reduced.transpose(_TRANSPOSE[orientation])
+        return Decoded(_to_tensor(reduced, what), size)
+
+
+def _plan(stored: Size, orientation: int, sizing: Sizing | None) -> tuple[Size, Size]:
+    """The size as shown (after orientation) and the size wanted, as stored (before it)."""
+    swapped = orientation in (5, 6, 7, 8)
+    size = (stored[1], stored[0]) if swapped else stored
+    wanted = sizing(size) if sizing else size
+    return size, ((wanted[1], wanted[0]) if swapped else wanted)
+
+
+def _open(data: bytes, max_pixels: int, what: str) -> ImageFile.ImageFile:
+    """Identify the image and check its header size; no pixel is decoded yet."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # (the warning arrives as an exception where warnings are errors: ``python -W error``)
+        raise _too_large_from_pillow(exc, max_pixels, what) from exc
+    except Exception as exc:
+        raise NotAnImage(
+            f"the {what} is not a {SUPPORTED_TEXT} image (or its header is corrupt); "
+            f"it starts with {data[:8]!r}"
+        ) from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLarge(
+            f"the {what} is {width}x{height} = {width * height} pixels, over "
+            f"SIMSCORE_MAX_PIXELS={max_pixels}; downscale it or raise SIMSCORE_MAX_PIXELS"
+        )
+    return image
+
+
+def _load(image: ImageFile.ImageFile, max_pixels: int, what: str) -> None:
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise _too_large_from_pillow(exc, max_pixels, what) from exc
+    except Exception as exc:  # Pillow's decoders raise OSError, ValueError, EOFError, ...
+        raise NotAnImage(
+            f"the {what} ({image.format}, {image.width}x{image.height}) could not be decoded: "
+            f"{exc}; the file is probably truncated or corrupt, export it again"
+        ) from exc
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation known so far, without decoding pixels (1 when absent or unreadable:
+    a bad EXIF block is ignored). A PNG's EXIF is read from its eXIf chunk once seen: Pillow's
+    own ``getexif`` would decode the whole image to look for it."""
+    with contextlib.suppress(Exception):
+        if image.format == "PNG":
+            exif = Image.Exif()
+            raw = image.info.get("exif")
+            if raw:
+                exif.load(raw)
+        else:
+            exif = image.getexif()
+        value = int(exif.get(_EXIF_ORIENTATION, 1))
+        return value if value in _TRANSPOSE else 1
+    return 1
+
+
+def _reduce(image: Image.Image, wanted: Size) -> Image.Image:
+    """Box-reduce by the largest integer factors that keep at least ``wanted``, in 8 bits."""
+    factors = (max(1, image.width // wanted[0]), max(1, image.height // wanted[1]))
+    if factors == (1, 1) or image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        return image
+    if image.mode not in _EIGHT_BIT_MODES:
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif image.mode in ("L", "RGB") and image.has_transparency_data:  # a transparent colour
+        image = image.convert("RGBA")
+    return image.reduce(factors)
+
+
+def _too_large_from_pillow(exc: Exception, max_pixels: int, what: str) -> ImageTooLarge:
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{match.group(1)} pixels" if match else "more pixels than Pillow will decode"
+    return ImageTooLarge(
+        f"the {what} has {count}, over SIMSCORE_MAX_PIXELS={max_pixels} and Pillow's "
+        "decompression-bomb limit; downscale it"
+    )
+
+
+def _to_tensor(image: Image.Image, what: str) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1] from a loaded image of any supported mode."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image)
+        gray = torch.from_numpy(values.astype(np.float32)).div_(65535.0).clamp_(0.0, 1.0)
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):
+            gray[torch.from_numpy(values == transparent)] = 1.0
+        return _replicate(gray)
+    if mode == "F":
+        return _replicate(torch.from_numpy(np.array(image, dtype=np.float32)).clamp_(0.0, 1.0))
+    try:
+        if image.has_transparency_data:
+            rgba = _from_uint8(image if mode == "RGBA" else image.convert("RGBA"))
+            # Over white: rgb * a + 1 * (1 - a) == (rgb - 1) * a + 1.
+            return rgba[:3].sub_(1.0).mul_(rgba[3:]).add_(1.0)
+        if mode in ("L", "1"):
+            return _replicate(_from_uint8(image if mode == "L" else image.convert("L"))[0])
+        return _from_uint8(image if mode == "RGB" else image.convert("RGB"))
+    except ValueError as exc:  # a mode Pillow cannot convert
+        raise UnsupportedImageFormat(
+            f"the {what} uses the pixel mode {mode!r}, which cannot be converted to RGB; "
+            f"save it as 8-bit RGB {SUPPORTED_TEXT}"
+        ) from exc
+
+
+def _from_uint8(image: Image.Image) -> torch.Tensor:
+    """(C, H, W) float32 in [0, 1] from an 8-bit image, in one vectorised copy."""
+    pixels = torch.from_numpy(np.array(image))  # np.array: writable, unlike np.asarray here
+    if pixels.ndim == 2:
+        pixels = pixels.unsqueeze(2)
+    out = torch.empty((pixels.shape[2], pixels.shape[0], pixels.shape[1]), dtype=torch.float32)
+    out.copy_(pixels.permute(2, 0, 1))
+    return out.div_(255.0)
+
+
+def _replicate(gray: torch.Tensor) -> torch.Tensor:
+    """Three channels as a view (no copy); ``prepare`` makes the scored tensor contiguous."""
+    return gray.unsqueeze(0).expand(3, -1, -1)

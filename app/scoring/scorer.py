@@ -1,0 +1,122 @@
+"""The scoring engine: one VGG19 forward pass per batch, then every requested metric per pair.
+
+``Scorer.score`` takes pairs of one tensor shape and returns one ``PairScores`` each. The
+references and candidates of a batch go through VGG19 together; a reference that several pairs
+share, or that the reference cache holds, is run once or not at all (``BatchReferences``).
+Every score depends only on its own pair, never on the rest of the batch, and a pair of equal
+images gets the exact scores of equal images, by definition, on every CPU and in every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from app.metrics import (
+    gram_matrix,
+    mse,
+    psnr,
+    reference_moments,
+    ssim,
+    style_distance,
+    vgg_distance,
+)
+from app.scoring.references import BatchReferences, ReferenceCache
+from app.scoring.runner import ModelRunner
+from app.scoring.sheet import ScoreSheet
+from app.scoring.types import PairRequest, PairScores, identical_scores
+from app.vocabulary import FEATURE_SCORES, PIXEL_SCORES
+
+
+class Scorer:
+    """Scores batches of pairs with one model runner and one reference cache."""
+
+    def __init__(self, runner: ModelRunner, cache: ReferenceCache | None = None) -> None:
+        self.runner = runner
+        self.cache = cache if cache is not None else ReferenceCache(0, 0)
+
+    def score(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
+        """Scores of pairs of one shape: equal images exactly by definition; for the others,
+        the features (one forward pass over the references not yet known and the candidates),
+        then each requested metric, then one result per pair, read from the device at once."""
+        if len({p.shape for p in pairs}) > 1:
+            raise ValueError(f"a batch must hold one tensor shape, got {[p.shape for p in pairs]}")
+        equal = [p.identical for p in pairs]
+        distinct = [p for p, same in zip(pairs, equal, strict=True) if not same]
+        scored = iter(self._score_distinct(distinct) if distinct else [])
+        return [
+            identical_scores(p.metrics) if same else next(scored)
+            for p, same in zip(pairs, equal, strict=True)
+        ]
+
+    def release_memory(self) -> None:
+        """After an out-of-memory error: drop cached references and free cached blocks."""
+        self.cache.clear()
+        self.runner.release_memory()
+
+    def _score_distinct(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
+        sheet = ScoreSheet(pairs)
+        refs = BatchReferences([p.reference_key for p in pairs], self.cache)
+        with torch.inference_mode():
+            images = self.runner.upload([p.reference for p in pairs], [p.candidate for p in pairs])
+            x, y = images[: len(pairs)], images[len(pairs) :]
+            if rows := sheet.rows_wanting(PIXEL_SCORES):
+                errors = mse(_take(x, rows), _take(y, rows))
+                sheet.put("mse", rows, errors)
+                sheet.put("psnr", rows, psnr(errors))
+            if rows := sheet.rows_wanting({"ssim"}):
+                refs.derive(
+                    "moments", rows, lambda new: [reference_moments(_take(x, refs.pixel_rows(new)))]
+                )
+                moments = refs.gather("moments", rows)[0]
+                sheet.put("ssim", rows, ssim(_take(x, rows), _take(y, rows), x_moments=moments))
+            if rows := sheet.rows_wanting(FEATURE_SCORES):
+                self._feature_scores(sheet, refs, images, rows)
+            refs.store()
+            return sheet.results(refs.from_cache)
+
+    def _feature_scores(
+        self, sheet: ScoreSheet, refs: BatchReferences, images: torch.Tensor, rows: list[int]
+    ) -> None:
+        """vgg and style for the pairs of ``rows`` that asked for each (Gram matrices only for
+        style)."""
+        taps = self._candidate_taps(images, refs, rows)
+        if vgg_rows := sheet.rows_wanting({"vgg"}):
+            fx = refs.gather("taps", vgg_rows)
+            sheet.put("vgg", vgg_rows, *vgg_distance(fx, _rows_of(taps, rows, vgg_rows)))
+        if style_rows := sheet.rows_wanting({"style"}):
+            refs.derive(
+                "grams", style_rows, lambda new: [gram_matrix(f) for f in refs.of("taps", new)]
+            )
+            gy = [gram_matrix(f) for f in _rows_of(taps, rows, style_rows)]
+            sheet.put("style", style_rows, *style_distance(refs.gather("grams", style_rows), gy))
+
+    def _candidate_taps(
+        self, images: torch.Tensor, refs: BatchReferences, rows: list[int]
+    ) -> list[torch.Tensor]:
+        """The candidates' taps for ``rows``, from one forward pass that also fills in the taps of
+        their references not known yet."""
+        n = images.shape[0] // 2
+        missing = refs.missing("taps", rows)
+        ref_rows = refs.pixel_rows(missing)
+        if ref_rows == list(range(n)) and rows == ref_rows:
+            inputs = images  # every pair has its own, unknown reference: the batch as uploaded
+        else:
+            inputs = torch.cat([_take(images[:n], ref_rows), _take(images[n:], rows)])
+        taps = self.runner.forward(inputs)
+        refs.fill("taps", missing, [t[: len(missing)] for t in taps])
+        return [t[len(missing) :] for t in taps]
+
+
+def _take(batch: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``batch[rows]`` without a copy when ``rows`` is the whole batch in order."""
+    return batch if rows == list(range(batch.shape[0])) else batch[rows]
+
+
+def _rows_of(tensors: list[torch.Tensor], rows: list[int], subset: list[int]) -> list[torch.Tensor]:
+    """The ``subset`` of ``rows`` from tensors whose rows are ``rows``."""
+    if subset == rows:
+        return tensors
+    position = [rows.index(row) for row in subset]
+    return [t[position] for t in tensors]

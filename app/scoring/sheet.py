@@ -1,0 +1,70 @@
+"""A batch's scores as they are computed: device tensors per metric, read back in one transfer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from app.scoring.types import PairRequest, PairScores
+from app.vocabulary import TAP_NAMES, ScoreName
+
+
+@dataclass(frozen=True)
+class _Entry:
+    field: str  # a PairScores field: a score name, or "<score>_layers"
+    metric: ScoreName
+    rows: list[int]
+    values: torch.Tensor  # (len(rows),) or (len(rows), taps)
+
+
+class ScoreSheet:
+    """What a batch's pairs asked for, and the values computed for them so far."""
+
+    def __init__(self, pairs: Sequence[PairRequest]) -> None:
+        self._pairs = pairs
+        self._entries: list[_Entry] = []
+
+    def rows_wanting(self, names: Iterable[ScoreName]) -> list[int]:
+        """The pairs that asked for any of ``names``."""
+        wanted = set(names)
+        return [row for row, pair in enumerate(self._pairs) if pair.metrics & wanted]
+
+    def put(
+        self,
+        name: ScoreName,
+        rows: list[int],
+        values: torch.Tensor,
+        per_tap: torch.Tensor | None = None,
+    ) -> None:
+        """``values`` ``(len(rows),)`` of ``name`` for ``rows``, and optionally its unweighted
+        per-tap values ``(len(rows), taps)``."""
+        self._entries.append(_Entry(name, name, rows, values))
+        if per_tap is not None:
+            self._entries.append(_Entry(f"{name}_layers", name, rows, per_tap))
+
+    def results(self, from_cache: Callable[[int], bool]) -> list[PairScores]:
+        """One ``PairScores`` per pair, each with what it asked for; ``from_cache(row)`` says
+        whether a pair's reference features came from the reference cache."""
+        blocks = [entry.values.double().reshape(-1) for entry in self._entries]
+        numbers: list[float] = torch.cat(blocks).cpu().tolist() if blocks else []
+        fields: list[dict[str, Any]] = [{} for _ in self._pairs]
+        offset = 0
+        for entry in self._entries:
+            width = entry.values[0].numel()
+            for row in entry.rows:
+                chunk = numbers[offset : offset + width]
+                offset += width
+                if entry.metric in self._pairs[row].metrics:
+                    value = (
+                        chunk[0]
+                        if entry.values.dim() == 1
+                        else dict(zip(TAP_NAMES, chunk, strict=True))
+                    )
+                    fields[row][entry.field] = value
+        return [
+            PairScores(**values, reference_cached=from_cache(row))
+            for row, values in enumerate(fields)
+        ]

@@ -1,0 +1,180 @@
+"""The service's state, with one owner: loading, ready, draining, stopped; the request slots; the
+memory uploads may hold.
+
+* ``start`` (the lifespan): load and place the model off the event loop, start the batch worker,
+  warm up on the worker's thread, then admit. A start-up failure is logged as one line.
+* ``admit``: a request holds one of ``SIMSCORE_MAX_CONCURRENT_REQUESTS`` slots from before its
+  body is read until it is answered (429 beyond them, 503 while loading or draining). Its
+  deadline (``SIMSCORE_REQUEST_TIMEOUT_S``) starts there.
+* ``start_draining`` (the first SIGTERM): new requests get 503, ``/readyz`` 503; requests
+  already admitted go on to their real answer. ``stop`` waits for them (up to
+  ``SIMSCORE_DRAIN_TIMEOUT_S``), then stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.config import Settings
+from app.errors import NotReady, Overloaded, SimscoreError
+from app.imaging import PixelBudget
+from app.observability import Metrics
+from app.pipeline import ComparePipeline
+from app.scoring import build_scorer
+
+log = logging.getLogger(__name__)
+
+Phase = Literal["loading", "ready", "draining", "stopped", "failed"]
+
+
+class ByteBudget:
+    """Bytes that every request's uploads together may hold in memory (event loop only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, nbytes: int) -> None:
+        if self.used + nbytes > self.limit:
+            raise Overloaded(
+                f"uploads in flight already hold {self.used} bytes of "
+                f"SIMSCORE_UPLOAD_MEMORY_BYTES={self.limit}; retry after a short wait"
+            )
+        self.used += nbytes
+
+    def give_back(self, nbytes: int) -> None:
+        self.used -= nbytes
+
+
+@dataclass
+class Admission:
+    """One admitted request: its pipeline, deadline, pixel budget and upload bytes held."""
+
+    pipeline: ComparePipeline
+    deadline: float
+    pixels: PixelBudget
+    uploads: ByteBudget
+    held_bytes: int = field(default=0)
+
+    def hold(self, nbytes: int) -> None:
+        """Account for ``nbytes`` more of this request's upload (429 past the shared budget)."""
+        self.uploads.take(nbytes)
+        self.held_bytes += nbytes
+
+    @property
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+class Service:
+    """See the module docstring."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pipeline: ComparePipeline | None = None
+        self.phase: Phase = "loading"
+        self.drained_cleanly = True
+        self.uploads = ByteBudget(settings.upload_memory_bytes)
+        self._in_flight = 0
+
+    @property
+    def startup_failed(self) -> bool:
+        return self.phase == "failed"
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def start(self) -> None:
+        """Load, start the worker, warm up, then admit (see the module docstring)."""
+        self.phase = "loading"
+        self.drained_cleanly = True
+        try:
+            scorer, model = await asyncio.to_thread(build_scorer, self.settings, self.metrics)
+            pipeline = ComparePipeline(self.settings, scorer, model, self.metrics)
+            pipeline.start()
+            self.pipeline = pipeline
+            log.info(
+                "warming up %s at batch %d",
+                self.settings.warmup_sides,
+                self.settings.max_batch_size,
+            )
+            await pipeline.warm_up()
+        except SimscoreError as exc:
+            self.phase = "failed"
+            log.error("start-up failed: %s", exc)
+            raise
+        self.phase = "ready"
+        self.metrics.ready.set(1)
+        log.info("simscore ready")
+
+    def start_draining(self) -> None:
+        """Stop admitting: /readyz and new requests answer 503 from now on."""
+        if self.phase in ("loading", "ready"):
+            self.phase = "draining"
+        self.metrics.ready.set(0)
+
+    async def stop(self) -> None:
+        """Drain what was admitted (up to ``SIMSCORE_DRAIN_TIMEOUT_S``), then stop the worker."""
+        self.start_draining()
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self.drained_cleanly = self._in_flight == 0
+        if not self.drained_cleanly:
+            log.warning(
+                "drain timed out after %.1f s with %d requests in flight",
+                self.settings.drain_timeout_s,
+                self._in_flight,
+            )
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.phase = "stopped"
+        log.info("simscore stopped")
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Admission]:
+        """Hold a request slot until the block ends (event loop only)."""
+        if self.phase != "ready" or self.pipeline is None:
+            raise NotReady(
+                "the server is shutting down; retry on another replica"
+                if self.phase in ("draining", "stopped")
+                else "the model is still loading; retry shortly"
+            )
+        if self._in_flight >= self.settings.max_concurrent_requests:
+            raise Overloaded(
+                f"{self._in_flight} requests are already in flight "
+                "(SIMSCORE_MAX_CONCURRENT_REQUESTS); retry after a short wait"
+            )
+        admission = Admission(
+            pipeline=self.pipeline,
+            deadline=time.monotonic() + self.settings.request_timeout_s,
+            pixels=self.pipeline.pixel_budget(),
+            uploads=self.uploads,
+        )
+        self._in_flight += 1
+        try:
+            yield admission
+        finally:
+            self._in_flight -= 1
+            self.uploads.give_back(admission.held_bytes)
+
+    def health(self) -> str | None:
+        """Why the process is not healthy (restart it), or None."""
+        if self.pipeline is None:
+            return None
+        if not self.pipeline.batcher.alive:
+            return "the batch worker died"
+        if not self.pipeline.batcher.healthy:
+            return (
+                f"{self.settings.unhealthy_after_failures} batches failed in a row "
+                "(SIMSCORE_UNHEALTHY_AFTER_FAILURES): the device may be in an error state"
+            )
+        return None

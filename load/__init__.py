@@ -1,0 +1,1 @@
+"""Load testing: locust traffic (``locustfile.py``), its checks (``traffic.py``), the driver."""

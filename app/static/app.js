@@ -1,58 +1,29 @@
-// simscore web page: pick or drop two images, POST /compare (include_map=true), show the result.
-// Plain browser JavaScript: no build step, no dependency, nothing loaded from elsewhere.
-"use strict";
+// simscore web page: the entry module. One candidate goes to POST /compare (with its SSIM map);
+// several go to POST /compare/batch and fill the review table. Plain JavaScript modules: no
+// build step, no dependency, nothing loaded from elsewhere (the page's CSP forbids it).
 
-const METRICS = ["vgg", "style", "ssim", "mse", "psnr"];
-const TAPS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+import { compareBatch, compareOne, differenceMap, storeKey, storedKey } from "./api.js";
+import { offerDownloads } from "./export.js";
+import { byName, fileUrl, setUpPicker } from "./pickers.js";
+import { showProvenance } from "./provenance.js";
+import { showScores } from "./scores.js";
+import { createTable } from "./table.js";
+import { createViewer } from "./views.js";
+
+// Candidates per /compare/batch request: well under SIMSCORE_MAX_BATCH_CANDIDATES (64 by
+// default), so a long list shows progress and never hits that limit.
+const CANDIDATES_PER_REQUEST = 16;
 
 const form = document.getElementById("compare-form");
 const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
+const review = document.getElementById("review");
+const pairSection = document.getElementById("pair");
+const footer = results.querySelector(".results-footer");
+const keyInput = form.elements.api_key;
 const submitButton = form.querySelector("button[type=submit]");
-const previewUrls = {};
 
-// A number exactly as the API returned it (JSON number -> shortest round-trip text).
-function numberText(value) {
-  return value === null || value === undefined ? "" : String(value);
-}
-
-function showPreview(name) {
-  const input = form.elements[name];
-  const img = document.getElementById(`${name}-preview`);
-  if (previewUrls[name]) URL.revokeObjectURL(previewUrls[name]);
-  const file = input.files && input.files[0];
-  if (!file) {
-    img.hidden = true;
-    img.removeAttribute("src");
-    return;
-  }
-  previewUrls[name] = URL.createObjectURL(file);
-  img.src = previewUrls[name];
-  img.alt = `${name} preview: ${file.name}`;
-  img.hidden = false;
-}
-
-function setUpPicker(zone) {
-  const name = zone.dataset.dropFor;
-  const input = form.elements[name];
-  input.addEventListener("change", () => showPreview(name));
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "copy";
-    zone.classList.add("dragging");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("dragging");
-    const files = event.dataTransfer && event.dataTransfer.files;
-    if (!files || files.length === 0) return;
-    const picked = new DataTransfer();
-    picked.items.add(files[0]);
-    input.files = picked.files;
-    showPreview(name);
-  });
-}
+let run = null; // the last successful comparison: {reference, options, entries}
 
 function setStatus(text, state) {
   statusLine.textContent = text;
@@ -60,87 +31,112 @@ function setStatus(text, state) {
   results.dataset.state = state;
 }
 
-function fillBars(tableId, layers) {
-  const body = document.querySelector(`#${tableId} tbody`);
-  body.replaceChildren();
-  if (!layers) return;
-  const largest = Math.max(...TAPS.map((tap) => layers[tap]), Number.MIN_VALUE);
-  for (const tap of TAPS) {
-    const row = body.insertRow();
-    const name = document.createElement("th");
-    name.scope = "row";
-    name.textContent = tap;
-    row.appendChild(name);
-    const barCell = row.insertCell();
-    barCell.className = "bar-cell";
-    barCell.setAttribute("aria-hidden", "true");
-    const bar = document.createElement("span");
-    bar.className = "bar";
-    bar.style.width = `${Math.max(0, (100 * layers[tap]) / largest)}%`;
-    barCell.appendChild(bar);
-    const value = row.insertCell();
-    value.className = "number";
-    value.textContent = numberText(layers[tap]);
-  }
+/** What the form asks for now; the key is read again for every request. */
+function requestOptions() {
+  return {
+    key: keyInput.value.trim(),
+    sizePolicy: form.elements.size_policy.value,
+    mask: form.elements.mask.files[0] || null,
+  };
 }
 
-function showResult(body) {
-  for (const name of METRICS) {
-    let text = numberText(body.scores[name]);
-    if (name === "psnr" && body.scores.psnr === null && body.scores.mse === 0) text = "Infinity";
-    document.querySelector(`[data-metric="${name}"]`).textContent = text;
+async function loadMap(pair, kind) {
+  const options = { ...run.options, key: keyInput.value.trim() };
+  const { png } = await differenceMap(run.reference, pair.file, kind, options);
+  return URL.createObjectURL(png);
+}
+
+const viewer = createViewer(document.getElementById("viewer"), loadMap);
+const table = createTable(document.getElementById("review-table"), openEntry);
+
+function openEntry(entry) {
+  table.select(entry);
+  document.getElementById("pair-name").textContent = entry.name;
+  showScores(pairSection, entry.item);
+  const viewerRoot = document.getElementById("viewer");
+  viewerRoot.hidden = Boolean(entry.item.error);
+  if (!entry.item.error) {
+    entry.pair ??= {
+      name: entry.name,
+      file: entry.file,
+      referenceUrl: fileUrl(run.reference),
+      candidateUrl: entry.url,
+      width: entry.item.image.width,
+      height: entry.item.image.height,
+      maps: entry.item.map_png_base64
+        ? { ssim: Promise.resolve(`data:image/png;base64,${entry.item.map_png_base64}`) }
+        : {},
+    };
+    viewer.show(entry.pair);
   }
-  fillBars("layers-vgg", body.layers.vgg);
-  fillBars("layers-style", body.layers.style);
-  const image = body.image;
-  const weights = body.model.weights === "random" ? " (RANDOM development weights)" : "";
-  document.getElementById("image-info").textContent =
-    `Compared at ${image.width}\u00d7${image.height} px` +
-    (image.candidate_resized ? ", candidate resized" : "") +
-    `; ${body.model.name} on ${body.model.device}${weights}; ` +
-    `${body.timing_ms.total_ms} ms on the server.`;
-  const map = document.getElementById("ssim-map");
-  if (body.map_png_base64) {
-    map.src = `data:image/png;base64,${body.map_png_base64}`;
-    map.alt = `Local SSIM heat map, ${image.width} by ${image.height} pixels: yellow where the ` +
-      "images look alike, dark purple where they differ.";
-    map.hidden = false;
-  } else {
-    map.hidden = true;
+  pairSection.hidden = false;
+}
+
+async function scoreAll(reference, candidates, options) {
+  if (candidates.length === 1) return [await compareOne(reference, candidates[0], options)];
+  const items = [];
+  for (let start = 0; start < candidates.length; start += CANDIDATES_PER_REQUEST) {
+    const chunk = candidates.slice(start, start + CANDIDATES_PER_REQUEST);
+    setStatus(`Scoring ${start + chunk.length} of ${candidates.length} candidates\u2026`, "busy");
+    items.push(...(await compareBatch(reference, chunk, options)));
   }
+  return items;
+}
+
+function summary(entries) {
+  if (entries.length === 1) return "Done.";
+  const failed = entries.filter((entry) => entry.item.error).length;
+  return `Scored ${entries.length} candidates` + (failed ? `; ${failed} failed.` : ".");
+}
+
+function show(current) {
+  const { entries } = current;
+  const scored = entries.find((entry) => !entry.item.error);
+  review.hidden = entries.length < 2;
+  table.show(entries);
+  showProvenance(results, scored ? scored.item : null);
+  offerDownloads(results, entries, current.reference.name);
+  footer.hidden = false;
+  openEntry(scored || entries[0]);
 }
 
 async function compare(event) {
   event.preventDefault();
   if (!form.reportValidity()) return;
-  const data = new FormData();
-  data.append("reference", form.elements.reference.files[0]);
-  data.append("candidate", form.elements.candidate.files[0]);
-  data.append("size_policy", form.elements.size_policy.value);
-  data.append("include_map", "true");
-  data.append("map_kind", "ssim");
-  const headers = {};
-  const key = document.getElementById("api-key").value.trim();
-  if (key) headers.Authorization = `Bearer ${key}`;
+  const reference = form.elements.reference.files[0];
+  const candidates = byName(form.elements.candidate.files);
+  const options = requestOptions();
   submitButton.disabled = true;
+  review.hidden = true;
+  pairSection.hidden = true;
+  footer.hidden = true;
+  showProvenance(results, null);
   setStatus("Scoring\u2026", "busy");
   try {
-    const response = await fetch("compare", { method: "POST", body: data, headers });
-    const body = await response.json().catch(() => ({ detail: response.statusText }));
-    if (!response.ok) {
-      setStatus(`Error ${response.status}: ${body.detail}`, "error");
-      return;
-    }
-    showResult(body);
-    setStatus("Done.", "done");
+    const items = await scoreAll(reference, candidates, options);
+    const entries = candidates.map((file, i) => ({
+      name: file.name,
+      file,
+      url: fileUrl(file),
+      item: items[i],
+    }));
+    run = { reference, options, entries };
+    show(run);
+    setStatus(summary(entries), "done");
   } catch (error) {
-    setStatus(`Could not reach the server: ${error.message}`, "error");
+    setStatus(error.message, "error");
+    if (error.status === 401) {
+      form.querySelector("#options").open = true;
+      keyInput.focus();
+    }
   } finally {
     submitButton.disabled = false;
   }
 }
 
-document.querySelectorAll("[data-drop-for]").forEach(setUpPicker);
+keyInput.value = storedKey();
+keyInput.addEventListener("input", () => storeKey(keyInput.value.trim()));
+document.querySelectorAll("[data-drop-for]").forEach((zone) => setUpPicker(form, zone));
 form.addEventListener("submit", compare);
 // Dropping a file outside a picker must not navigate away from the page.
 window.addEventListener("dragover", (event) => event.preventDefault());

@@ -1,0 +1,73 @@
+// The results as files: CSV byte for byte as `simscore compare REF FOLDER --csv` writes it
+// (simscore_client/vocabulary.py: CSV_COLUMNS, csv_value, csv_row; Python's csv module), and
+// JSON with every item as the API returned it.
+
+import { SCORE_NAMES, pythonFloatRepr } from "./format.js";
+
+export const CSV_COLUMNS = ["candidate", ...SCORE_NAMES, "width", "height", "resized", "error"];
+
+/** One cell as `csv_value` writes it: floats as Python's repr, null empty, booleans lower case. */
+function floatCell(value) {
+  return value === null || value === undefined || !Number.isFinite(value)
+    ? ""
+    : pythonFloatRepr(value);
+}
+
+/** The row of one candidate, as `csv_row(name, body)` or `csv_row(name, None, detail)`. */
+export function csvRow(name, item) {
+  if (item.error) {
+    return [name, ...Array(CSV_COLUMNS.length - 2).fill(""), item.error.detail || "error"];
+  }
+  const { scores, image } = item;
+  return [
+    name,
+    ...SCORE_NAMES.map((score) => floatCell(scores[score])),
+    String(image.width),
+    String(image.height),
+    image.resized ? "true" : "false",
+    "",
+  ];
+}
+
+/** A field as csv.writer's QUOTE_MINIMAL writes it. */
+function quote(field) {
+  return /[",\r\n]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field;
+}
+
+/** `entries`: [{name, item}] in the order scored. Lines end with CRLF, as Python's csv does. */
+export function toCsv(entries) {
+  const rows = [CSV_COLUMNS, ...entries.map((entry) => csvRow(entry.name, entry.item))];
+  return rows.map((row) => `${row.map(quote).join(",")}\r\n`).join("");
+}
+
+/** `{"results": [{"candidate": name, ...item}], "model": {...}}`. */
+export function toJson(entries) {
+  const scored = entries.find((entry) => !entry.item.error);
+  const document = {
+    results: entries.map((entry) => ({ candidate: entry.name, ...entry.item })),
+    model: scored ? scored.item.model : null,
+  };
+  return `${JSON.stringify(document, null, 2)}\n`;
+}
+
+const links = new Map(); // the object URL each export link holds now
+
+function offer(anchor, text, type, filename) {
+  if (links.has(anchor)) URL.revokeObjectURL(links.get(anchor));
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  links.set(anchor, url);
+  anchor.href = url;
+  anchor.download = filename;
+}
+
+/** Point the download links `a[data-export=csv|json]` at the current results. */
+export function offerDownloads(root, entries, referenceName) {
+  const stem = referenceName.replace(/\.[^.]*$/, "") || "results";
+  offer(root.querySelector("a[data-export=csv]"), toCsv(entries), "text/csv", `simscore-${stem}.csv`);
+  offer(
+    root.querySelector("a[data-export=json]"),
+    toJson(entries),
+    "application/json",
+    `simscore-${stem}.json`,
+  );
+}

@@ -1,0 +1,27 @@
+// Where the numbers come from: the model, its weights, device, precision and compared size,
+// and a warning that cannot be missed when the weights are random.
+
+/** `item`: any scored answer of the request (null when every candidate failed). */
+export function showProvenance(root, item) {
+  const warning = root.querySelector("[data-warning=random-weights]");
+  const line = root.querySelector("#provenance");
+  if (!item) {
+    warning.hidden = true;
+    line.hidden = true;
+    return;
+  }
+  const { model, image } = item;
+  warning.hidden = model.weights !== "random";
+  const fields = {
+    model: model.name,
+    weights: model.weights,
+    sha256: model.sha256,
+    device: model.device,
+    precision: model.precision,
+    size: `${image.width}\u00d7${image.height} px`,
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    line.querySelector(`[data-provenance=${name}]`).textContent = value;
+  }
+  line.hidden = false;
+}

@@ -1,0 +1,147 @@
+// The review table: one row per candidate, every score readable, sortable worst first.
+
+import { SCORE_NAMES, formatScore, fullValue } from "./format.js";
+
+// Which way is "less alike": larger distances, smaller ssim and psnr.
+const HIGHER_IS_WORSE = new Set(["vgg", "style", "mse"]);
+
+/** The value a sort compares; a null psnr means identical images, the best possible. */
+function sortValue(metric, item) {
+  const value = item.scores[metric];
+  if (value === null || value === undefined) return metric === "psnr" ? Infinity : NaN;
+  return value;
+}
+
+/**
+ * Rows in `order`: `worstFirst` puts the least alike candidate on top. Failed candidates and
+ * missing values stay at the bottom either way; ties keep the order the files were scored in.
+ */
+export function sortEntries(entries, metric, worstFirst) {
+  const direction = HIGHER_IS_WORSE.has(metric) === worstFirst ? -1 : 1;
+  const keyed = entries.map((entry, index) => ({
+    entry,
+    index,
+    value: entry.item.error ? NaN : sortValue(metric, entry.item),
+  }));
+  keyed.sort((a, b) => {
+    const aMissing = Number.isNaN(a.value);
+    const bMissing = Number.isNaN(b.value);
+    if (aMissing || bMissing) return aMissing - bMissing || a.index - b.index;
+    if (a.value === b.value) return a.index - b.index;
+    return a.value < b.value ? -direction : direction;
+  });
+  return keyed.map((k) => k.entry);
+}
+
+function thumbnailCell(row, entry) {
+  const cell = row.insertCell();
+  cell.className = "thumb-cell";
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = "";
+  img.addEventListener("error", () => {
+    img.hidden = true;
+    cell.append("no preview");
+  });
+  img.src = entry.url;
+  cell.append(img);
+}
+
+function nameCell(row, entry) {
+  const cell = document.createElement("th");
+  cell.scope = "row";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "row-open";
+  open.dataset.verbatim = "";
+  open.textContent = entry.name;
+  open.title = `Open ${entry.name} in the pair view`;
+  cell.append(open);
+  row.append(cell);
+}
+
+function scoreCells(row, item) {
+  if (item.error) {
+    const cell = row.insertCell();
+    cell.colSpan = SCORE_NAMES.length;
+    cell.className = "row-error";
+    cell.dataset.error = "";
+    const status = document.createElement("strong");
+    status.textContent = `Error ${item.error.status}: `;
+    const detail = document.createElement("span");
+    detail.dataset.verbatim = "";
+    detail.textContent = item.error.detail;
+    cell.append(status, detail);
+    return;
+  }
+  for (const name of SCORE_NAMES) {
+    const cell = row.insertCell();
+    cell.className = "number";
+    cell.dataset.metric = name;
+    cell.textContent = formatScore(name, item.scores[name], item.scores);
+    cell.title = fullValue(name, item.scores[name], item.scores);
+  }
+}
+
+/**
+ * The table in `table` (its `thead` has `th[data-sort]` buttons). `onOpen(entry)` runs when a
+ * row is clicked or its name button pressed.
+ */
+export function createTable(table, onOpen) {
+  const body = table.tBodies[0];
+  let entries = [];
+  let sort = null; // {metric, worstFirst}
+  let selected = null;
+
+  function render() {
+    const shown = sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries;
+    const rows = shown.map((entry) => {
+      const row = document.createElement("tr");
+      row.dataset.candidateRow = "";
+      row.dataset.name = entry.name;
+      row.dataset.status = entry.item.error ? "failed" : "scored";
+      if (entry === selected) row.setAttribute("aria-current", "true");
+      thumbnailCell(row, entry);
+      nameCell(row, entry);
+      scoreCells(row, entry.item);
+      row.addEventListener("click", () => onOpen(entry));
+      return row;
+    });
+    body.replaceChildren(...rows);
+    for (const header of table.querySelectorAll("th[data-sort]")) {
+      const active = sort && header.dataset.sort === sort.metric;
+      const higherIsWorse = HIGHER_IS_WORSE.has(header.dataset.sort);
+      const descending = active && higherIsWorse === sort.worstFirst;
+      header.setAttribute("aria-sort", active ? (descending ? "descending" : "ascending") : "none");
+      header.querySelector(".sort-state").textContent = active
+        ? sort.worstFirst ? " (worst first)" : " (best first)"
+        : "";
+    }
+  }
+
+  for (const header of table.querySelectorAll("th[data-sort]")) {
+    header.querySelector("button").addEventListener("click", () => {
+      const metric = header.dataset.sort;
+      sort = sort && sort.metric === metric
+        ? { metric, worstFirst: !sort.worstFirst }
+        : { metric, worstFirst: true };
+      render();
+    });
+  }
+
+  return {
+    show(newEntries) {
+      entries = newEntries;
+      sort = null;
+      selected = null;
+      render();
+    },
+    select(entry) {
+      selected = entry;
+      for (const row of body.rows) row.removeAttribute("aria-current");
+      const index = (sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries)
+        .indexOf(entry);
+      if (index >= 0) body.rows[index].setAttribute("aria-current", "true");
+    },
+  };
+}

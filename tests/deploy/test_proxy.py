@@ -2,9 +2,9 @@
 should, ``nginx -t`` accepts it, and, measured against a real ``simscore serve``, it cuts off
 slow clients at the configured times and refuses over-size bodies before they reach the app.
 
-The measured test needs an nginx binary (Debian's ``nginx-light``) and takes about 35 s: the
+The measured test needs an nginx binary (Debian's ``nginx-light``) and takes about 42 s here: the
 slow clients run at once, so it lasts about ``client_body_timeout`` (20 s) plus the server's
-start.
+start and the limit checks' waits for a full rate bucket.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.api.middleware import _SAFE_ID
-from deploy import nginx_conf, proxy_check
+from deploy import nginx_conf, proxy_check, proxy_probes
 from tests.deploy.files import compose, compose_env, settings_from_env
 
 
@@ -150,7 +150,7 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_proxy_enforces_its_limits_against_a_real_server() -> None:
     nginx = _nginx()
-    limits = proxy_check.Limits.from_config(nginx_conf.load())
+    limits = proxy_probes.Limits.from_config(nginx_conf.load())
     with proxy_check.running_stack(nginx) as stack:
         results = proxy_check.run_checks(stack, limits)
     failed = [result for result in results if not result.ok]

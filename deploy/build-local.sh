@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Build the simscore image on a machine without an image registry (this repository's
-# development machines, air-gapped build hosts):
+# Build the simscore image, and the local stand-in for the nginx proxy, on a machine without an
+# image registry (this repository's development machines, air-gapped build hosts):
 #   - base: $BASE_IMAGE, else the newest local/bookworm-python:* image, else one made here
 #     with debootstrap (Debian bookworm's python3 is 3.11, like python:3.11-slim-bookworm);
 #   - torch: $WHEELS_IMAGE, else local/simscore-wheels:<versions>, an image holding the
 #     torch/torchvision wheels (and their dependencies) that the host venv has, made here with
 #     `pip download` (which copies them from local files where pip has them);
 #     WHEELS_IMAGE=scratch takes torch from PyPI instead (the production path, ~3 GB);
-#   - pip reaches PyPI for the rest, with the host's CA bundle as the `pip_ca` build secret.
+#   - pip reaches PyPI for the rest, with the host's CA bundle as the `pip_ca` build secret;
+#   - `proxy`: $PROXY_IMAGE (local/nginx-standin:bookworm), Debian's nginx on the same base, in
+#     place of the official nginx image docker-compose.yml names (no registry to pull it from).
 # Idempotent: every step is skipped or cached when its result exists.
 #
 #   deploy/build-local.sh                  # -> simscore:dev, FETCH_WEIGHTS=0
+#   deploy/build-local.sh proxy            # -> local/nginx-standin:bookworm
+#   deploy/build-local.sh all              # both
 #   IMAGE=simscore:x FETCH_WEIGHTS=1 deploy/build-local.sh
 set -euo pipefail
 
@@ -18,6 +22,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DOCKER="${DOCKER:-/usr/bin/docker}"   # Debian's client: BuildKit built in (RUN --mount, secrets)
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 IMAGE="${IMAGE:-simscore:dev}"
+PROXY_IMAGE="${PROXY_IMAGE:-local/nginx-standin:bookworm}"
+WHAT="${1:-app}"
 FETCH_WEIGHTS="${FETCH_WEIGHTS:-0}"
 PIP_CA="${PIP_CA:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
 WHEELHOUSE="${WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/simscore/wheelhouse}"
@@ -55,9 +61,6 @@ ensure_wheels_image() {
     if [[ -n "${WHEELS_IMAGE:-}" ]]; then
         return
     fi
-    local torch_version vision_version
-    torch_version="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("torch"))')"
-    vision_version="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("torchvision"))')"
     WHEELS_IMAGE="local/simscore-wheels:torch-${torch_version//+/_}-torchvision-${vision_version//+/_}"
     if "$DOCKER" image inspect "$WHEELS_IMAGE" > /dev/null 2>&1; then
         return
@@ -70,25 +73,50 @@ ensure_wheels_image() {
     tar -C "$WHEELHOUSE" -c . | "$DOCKER" import - "$WHEELS_IMAGE" > /dev/null
 }
 
-ensure_base_image
-ensure_wheels_image
-
-build_args=(
-    --build-arg "BASE_IMAGE=$BASE_IMAGE"
-    --build-arg "WHEELS_IMAGE=$WHEELS_IMAGE"
-    --build-arg "FETCH_WEIGHTS=$FETCH_WEIGHTS"
-    --tag "$IMAGE"
-)
-if [[ -r "$PIP_CA" ]]; then
-    build_args+=(--secret "id=pip_ca,src=$PIP_CA")
-fi
-
-log "building $IMAGE (base $BASE_IMAGE, wheels $WHEELS_IMAGE, FETCH_WEIGHTS=$FETCH_WEIGHTS)"
-started=$SECONDS
-"$DOCKER" build --progress=plain "${build_args[@]}" "$ROOT" > "${BUILD_LOG:-/tmp/simscore-build.log}" 2>&1 || {
-    tail -n 40 "${BUILD_LOG:-/tmp/simscore-build.log}" >&2
-    log "build failed; full log in ${BUILD_LOG:-/tmp/simscore-build.log}"
-    exit 1
+# Run a build quietly; on failure show the end of its log.
+build() {
+    local image="$1" log_file="$2" started=$SECONDS size_bytes
+    shift 2
+    "$DOCKER" build --progress=plain --tag "$image" "$@" > "$log_file" 2>&1 || {
+        tail -n 40 "$log_file" >&2
+        log "build of $image failed; full log in $log_file"
+        exit 1
+    }
+    size_bytes="$("$DOCKER" image inspect --format '{{.Size}}' "$image")"
+    log "built $image in $((SECONDS - started)) s, $((size_bytes / 1000000)) MB"
 }
-size_bytes="$("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE")"
-log "built $IMAGE in $((SECONDS - started)) s, $((size_bytes / 1000000)) MB"
+
+build_app() {
+    ensure_wheels_image
+    local build_args=(
+        --build-arg "BASE_IMAGE=$BASE_IMAGE"
+        --build-arg "WHEELS_IMAGE=$WHEELS_IMAGE"
+        --build-arg "TORCH_VERSION=$torch_version"
+        --build-arg "TORCHVISION_VERSION=$vision_version"
+        --build-arg "FETCH_WEIGHTS=$FETCH_WEIGHTS"
+    )
+    if [[ -r "$PIP_CA" ]]; then
+        build_args+=(--secret "id=pip_ca,src=$PIP_CA")
+    fi
+    log "building $IMAGE (base $BASE_IMAGE, wheels $WHEELS_IMAGE, FETCH_WEIGHTS=$FETCH_WEIGHTS)"
+    build "$IMAGE" "${BUILD_LOG:-/tmp/simscore-build.log}" "${build_args[@]}" "$ROOT"
+}
+
+build_proxy() {
+    log "building $PROXY_IMAGE (Debian's nginx on $BASE_IMAGE)"
+    build "$PROXY_IMAGE" "${PROXY_BUILD_LOG:-/tmp/simscore-proxy-build.log}" \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --file "$ROOT/deploy/nginx/standin.Dockerfile" "$ROOT/deploy/nginx"
+}
+
+# The torch pins: the versions the host venv has, so the wheel image and the build agree.
+torch_version="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+vision_version="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("torchvision"))')"
+
+ensure_base_image
+case "$WHAT" in
+    app) build_app ;;
+    proxy) build_proxy ;;
+    all) build_app && build_proxy ;;
+    *) log "usage: $0 [app|proxy|all]"; exit 2 ;;
+esac

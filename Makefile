@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching load soak docker-build docker-smoke compose-smoke clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,11 @@ run: install  ## start the service on 127.0.0.1:$(PORT) (SIMSCORE_* settings app
 test: install  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-lint: install  ## ruff (lint + format check) and mypy
+lint: install  ## ruff (lint + format check), mypy --strict and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .
@@ -60,6 +61,9 @@ docker-smoke:  ## build, run the image on CPU, check /compare against `simscore 
 
 compose-smoke:  ## docker compose config (GPU, monitoring, CPU) + CPU `compose up --wait` + /compare
 	deploy/compose-smoke.sh
+
+proxy-check: install  ## nginx.conf in front of a real `simscore serve`: slow clients cut off, 413 before the app (~45 s, needs nginx)
+	$(BIN)/python -m deploy.proxy_check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import signal
+import threading
 from collections.abc import Generator
 from types import FrameType
 from typing import Any, Protocol
@@ -129,7 +130,11 @@ class SimscoreServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         """Handle SIGINT/SIGTERM ourselves; unlike uvicorn, do not re-raise them at the end,
-        so a clean drain exits 0."""
+        so a clean drain exits 0. (Signals reach the main thread only: a server run in another
+        thread, as tests do, is stopped through ``should_exit``.)"""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         previous = {
             sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
         }

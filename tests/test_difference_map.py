@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from app.vocabulary import MAP_RANGES
 from app.difference_map import (
     abs_difference,
     colorize,
@@ -15,6 +14,7 @@ from app.difference_map import (
     viridis_lut,
 )
 from app.metrics.ssim import ssim, ssim_map
+from app.vocabulary import MAP_RANGES
 from tests.support.images import decode_png, photo
 
 # matplotlib's viridis at entries 0, 64, 128, 192 and 255 (8-bit sRGB).

@@ -65,6 +65,7 @@ IDENTICAL: dict[ScoreName, float] = {
 def identical_scores(metrics: frozenset[ScoreName]) -> PairScores:
     """The scores of two equal images, by definition of each metric (exact on every CPU and in
     every batch: nothing is computed)."""
+
     def value(name: ScoreName) -> float | None:
         return IDENTICAL[name] if name in metrics else None
 

@@ -4,45 +4,20 @@ and the folder screenshots are saved in."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from unittest.mock import patch
 
 import pytest
 
-from app.config import Settings
-from app.server import SimscoreServer
 from tests.support.images import distort, encode, photo, photo_png, solid_png
 from tests.support.servers import serve_in_thread
 from tests.support.settings import settings_for
-from tests.web.support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.web.support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, OpenPage, Photos
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request
-
-OpenPage = Callable[[str], "Page"]
-
-
-@dataclass(frozen=True)
-class Photos:
-    """A reference and its candidates: real photographs, 96 x 64 px (fast on a CPU)."""
-
-    reference: Path  # golden.png
-    jpeg: Path  # render-1-jpeg.jpg: JPEG quality 20
-    broken: Path  # render-2-broken.png: a PNG signature and nothing else of a PNG
-    colour: Path  # render-3-colour.png: a strong colour cast, easy to see in the diff views
-    identical: Path  # the reference's bytes under another name
-    mask: Path  # white: compare everywhere
-
-    @property
-    def review(self) -> list[Path]:
-        """Three candidates, one of them broken, in file-name order."""
-        return [self.jpeg, self.broken, self.colour]
 
 
 @pytest.fixture(scope="session")
@@ -78,34 +53,10 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-_capture_signals = SimscoreServer.capture_signals
-
-
-@contextlib.contextmanager
-def _signals_on_the_main_thread_only(server: SimscoreServer) -> Generator[None, None, None]:
-    # Python installs signal handlers on the main thread only; uvicorn's own server skips them
-    # elsewhere, SimscoreServer.capture_signals does not (yet), so serve_in_thread fails there.
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    with _capture_signals(server):
-        yield
-
-
-@contextlib.contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """``serve_in_thread(settings)``: a real uvicorn server in a thread; yields its base URL."""
-    with (
-        patch.object(SimscoreServer, "capture_signals", _signals_on_the_main_thread_only),
-        serve_in_thread(settings) as url,
-    ):
-        yield url
-
-
 @pytest.fixture(scope="session")
 def server_url(weights_file: Path) -> Iterator[str]:
     """A real uvicorn server with the seeded weights file and no keys."""
-    with serving(settings_for(weights_file)) as url:
+    with serve_in_thread(settings_for(weights_file)) as url:
         yield url
 
 

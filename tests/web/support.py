@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,26 @@ import pytest
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
+
+OpenPage = Callable[[str], "Page"]
+
+
+@dataclass(frozen=True)
+class Photos:
+    """A reference and its candidates: real photographs, 96 x 64 px (fast on a CPU)."""
+
+    reference: Path  # golden.png
+    jpeg: Path  # render-1-jpeg.jpg: JPEG quality 20
+    broken: Path  # render-2-broken.png: a PNG signature and nothing else of a PNG
+    colour: Path  # render-3-colour.png: a strong colour cast, easy to see in the diff views
+    identical: Path  # the reference's bytes under another name
+    mask: Path  # white: compare everywhere
+
+    @property
+    def review(self) -> list[Path]:
+        """Three candidates, one of them broken, in file-name order."""
+        return [self.jpeg, self.broken, self.colour]
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

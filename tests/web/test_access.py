@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
+from tests.support.servers import serve_in_thread
 from tests.support.settings import settings_for
-from tests.web.conftest import OpenPage, Photos, serving
-from tests.web.support import BROWSER_TEST, choose, submit
+from tests.web.support import BROWSER_TEST, OpenPage, Photos, choose, submit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -25,13 +25,13 @@ KEY = "web-test-key-" + "k" * 16
 
 @pytest.fixture(scope="module")
 def keyed_url(weights_file: Path) -> Iterator[str]:
-    with serving(settings_for(weights_file, api_keys=[SecretStr(KEY)])) as url:
+    with serve_in_thread(settings_for(weights_file, api_keys=[SecretStr(KEY)])) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def random_url(weights_file: Path) -> Iterator[str]:
-    with serving(settings_for(weights_file, weights="random")) as url:
+    with serve_in_thread(settings_for(weights_file, weights="random")) as url:
         yield url
 
 

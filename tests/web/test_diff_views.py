@@ -11,8 +11,7 @@ import httpx
 import numpy as np
 
 from tests.support.images import decode_png, encode, photo
-from tests.web.conftest import Photos
-from tests.web.support import BROWSER_TEST, choose, submit
+from tests.web.support import BROWSER_TEST, Photos, choose, submit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

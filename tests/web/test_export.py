@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from simscore_client.vocabulary import CSV_COLUMNS, csv_row
 
-from tests.web.conftest import Photos
-from tests.web.support import BROWSER_TEST, choose, format_number, format_score, submit
+from tests.web.support import BROWSER_TEST, Photos, choose, format_number, format_score, submit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

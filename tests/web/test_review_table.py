@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.web.conftest import Photos
 from tests.web.support import (
     BROWSER_TEST,
     METRICS,
+    Photos,
     choose,
     format_score,
     numbers_breaking_the_rule,

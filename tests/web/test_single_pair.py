@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from tests.web.conftest import Photos
 from tests.web.support import (
     BROWSER_TEST,
     METRICS,
+    Photos,
     choose,
     format_number,
     format_score,

@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--csv", type=Path, help="with a folder: write a CSV here")
     compare.add_argument("--metrics", default=None, help="comma-separated subset (default all)")
     compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
+    compare.add_argument(
+        "--mask", type=Path, default=None, help="compare only where this image is nonzero"
+    )
 
     fetch = sub.add_parser("fetch-weights", help="download the ImageNet VGG19 weights")
     fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
@@ -96,6 +99,7 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     try:
         options = CompareOptions(parse_metrics(args.metrics), args.size_policy)
         reference = args.reference.read_bytes()
+        mask = args.mask.read_bytes() if args.mask is not None else None
         candidates = _candidates(args.candidate)
         scorer, model = await asyncio.to_thread(build_scorer, settings)
     except (SimscoreError, OSError) as exc:
@@ -105,8 +109,8 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     pipeline.start()
     try:
         if args.candidate.is_dir():
-            return await _compare_folder(pipeline, reference, candidates, options, args)
-        return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
+            return await _compare_folder(pipeline, reference, candidates, options, mask, args)
+        return await _compare_pair(pipeline, reference, candidates[0], options, mask, args.json)
     finally:
         pipeline.close()
 
@@ -123,6 +127,7 @@ async def _compare_pair(
     reference: bytes,
     candidate: Path,
     options: CompareOptions,
+    mask: bytes | None,
     as_json: bool,
 ) -> int:
     from app.api.schemas import compare_response
@@ -131,7 +136,11 @@ async def _compare_pair(
     started = time.monotonic()
     try:
         comparison = await pipeline.compare(
-            reference, candidate.read_bytes(), options, deadline=started + NO_DEADLINE_S
+            reference,
+            candidate.read_bytes(),
+            options,
+            deadline=started + NO_DEADLINE_S,
+            mask=mask,
         )
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
@@ -151,6 +160,7 @@ async def _compare_folder(
     reference: bytes,
     paths: list[Path],
     options: CompareOptions,
+    mask: bytes | None,
     args: argparse.Namespace,
 ) -> int:
     """Every image of a folder against one reference, in chunks that enter the batcher
@@ -169,6 +179,7 @@ async def _compare_folder(
             [p.read_bytes() for p in chunk],
             options,
             deadline=time.monotonic() + NO_DEADLINE_S,
+            mask=mask,
         )
         for path, outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, Comparison):

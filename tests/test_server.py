@@ -33,8 +33,8 @@ def server_env(weights_file: Path) -> dict[str, str]:
         "SIMSCORE_DEVICE": "cpu",
         "SIMSCORE_WARMUP_SIDES": "64",
         "SIMSCORE_MAX_BATCH_SIZE": "2",
-        "SIMSCORE_REQUEST_TIMEOUT_S": "20",
-        "SIMSCORE_DRAIN_TIMEOUT_S": "20",
+        "SIMSCORE_REQUEST_TIMEOUT_S": "60",
+        "SIMSCORE_DRAIN_TIMEOUT_S": "60",
         "SIMSCORE_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "SIMSCORE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         "SIMSCORE_DECODE_THREADS": "1",
@@ -151,10 +151,10 @@ def test_admitted_work_is_finished_on_sigterm_and_the_exit_is_clean(
     second.start()
     time.sleep(0.3)  # its 3000 px PNGs take longer than this to upload and decode
     doomed_server.process.send_signal(signal.SIGTERM)
-    first.join(60)
-    second.join(60)
+    first.join(90)
+    second.join(90)
     assert results == {"computing": 200, "decoding": 200}
-    assert doomed_server.process.wait(60) == 0
+    assert doomed_server.process.wait(90) == 0
     log = doomed_server.log()
     assert "simscore stopped" in log
     assert "drain timed out" not in log

@@ -17,6 +17,13 @@ CANDIDATES = FileField(
     max_count=64,
     count_setting="SIMSCORE_MAX_BATCH_CANDIDATES",
 )
+MASK = FileField(
+    "mask",
+    "Optional region of interest: an image (PNG, any mode) whose alpha, or else luminance, is "
+    "nonzero where to compare; resized to the compared size (nearest neighbour). Outside it "
+    "the candidate counts as equal to the reference (README: Scores).",
+    required=False,
+)
 METRICS = TextField(
     "metrics",
     f"Comma-separated subset of {', '.join(SCORE_NAMES)} (default: all).",

@@ -72,6 +72,11 @@ class ImageInfo(BaseModel):
         description="The candidate was resized (to the reference's size, or to max_side)."
     )
     resized: bool = Field(description="Either image was resized.")
+    mask_coverage: float | None = Field(
+        None,
+        description="With a mask: the fraction of the compared pixels inside it; null without.",
+        examples=[None],
+    )
 
 
 class ModelOut(BaseModel):
@@ -259,6 +264,7 @@ def compare_response(comparison: Comparison, model: ModelInfo, total_ms: float) 
             reference_resized=ref.resized,
             candidate_resized=cand.resized,
             resized=ref.resized or cand.resized,
+            mask_coverage=comparison.mask_coverage,
         ),
         model=model_out(model),
         timing_ms=Timing(

@@ -6,6 +6,7 @@ needed, ``prepare`` applies the size policy that pairs a candidate with its refe
 
 from app.imaging.decode import Decoded, PixelBudget, decode_image, quiet_pillow
 from app.imaging.formats import SUPPORTED_FORMATS
+from app.imaging.masks import prepare_mask
 from app.imaging.prepare import (
     PreparedImage,
     fit_size,
@@ -23,6 +24,7 @@ __all__ = [
     "decode_image",
     "fit_size",
     "prepare_candidate",
+    "prepare_mask",
     "prepare_pair",
     "prepare_reference",
     "quiet_pillow",

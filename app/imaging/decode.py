@@ -101,22 +101,26 @@ def decode_image(
     if not data:
         raise NotAnImage(f"the {what} is empty (0 bytes); upload the image file itself")
     screen(data, what)
-    with _open(data, max_pixels, what) as image:
+    with open_image(data, max_pixels, what) as image:
         if budget is not None:
             budget.take(image.width * image.height, what)
         stored = image.size
-        orientation = _orientation(image)
+        orientation = orientation_of(image)
         size, wanted = _plan(stored, orientation, sizing)
         if image.format in ("JPEG", "MPO"):
             image.draft(None, wanted)
-        _load(image, max_pixels, what)
-        if (late := _orientation(image)) != orientation:  # a PNG's eXIf after its pixels
+        load_pixels(image, max_pixels, what)
+        if (late := orientation_of(image)) != orientation:  # a PNG's eXIf after its pixels
             orientation = late
             size, wanted = _plan(stored, orientation, sizing)
         reduced = _reduce(image, wanted)
-        if orientation in _TRANSPOSE:
-            reduced = reduced.transpose(_TRANSPOSE[orientation])
+        reduced = upright(reduced, orientation)
         return Decoded(_to_tensor(reduced, what), size)
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` turned as its EXIF ``orientation`` says it is shown."""
+    return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
 
 
 def _plan(stored: Size, orientation: int, sizing: Sizing | None) -> tuple[Size, Size]:
@@ -127,7 +131,7 @@ def _plan(stored: Size, orientation: int, sizing: Sizing | None) -> tuple[Size, 
     return size, ((wanted[1], wanted[0]) if swapped else wanted)
 
 
-def _open(data: bytes, max_pixels: int, what: str) -> ImageFile.ImageFile:
+def open_image(data: bytes, max_pixels: int, what: str) -> ImageFile.ImageFile:
     """Identify the image and check its header size; no pixel is decoded yet."""
     try:
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
@@ -149,7 +153,7 @@ def _open(data: bytes, max_pixels: int, what: str) -> ImageFile.ImageFile:
     return image
 
 
-def _load(image: ImageFile.ImageFile, max_pixels: int, what: str) -> None:
+def load_pixels(image: ImageFile.ImageFile, max_pixels: int, what: str) -> None:
     try:
         image.load()
     except Image.DecompressionBombError as exc:
@@ -161,7 +165,7 @@ def _load(image: ImageFile.ImageFile, max_pixels: int, what: str) -> None:
         ) from exc
 
 
-def _orientation(image: Image.Image) -> int:
+def orientation_of(image: Image.Image) -> int:
     """The EXIF orientation known so far, without decoding pixels (1 when absent or unreadable:
     a bad EXIF block is ignored). A PNG's EXIF is read from its eXIf chunk once seen: Pillow's
     own ``getexif`` would decode the whole image to look for it."""

@@ -1,12 +1,15 @@
 """Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
 
 from app.metrics.gram import gram_matrix, style_distance
+from app.metrics.masks import composite, coverage, tap_weights, window_centres
 from app.metrics.mse import mse, psnr
 from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
 from app.metrics.ssim import gaussian_window, reference_moments, ssim, ssim_map
 
 __all__ = [
     "VGG_TAP_WEIGHTS",
+    "composite",
+    "coverage",
     "gaussian_window",
     "gram_matrix",
     "mse",
@@ -15,5 +18,7 @@ __all__ = [
     "ssim",
     "ssim_map",
     "style_distance",
+    "tap_weights",
     "vgg_distance",
+    "window_centres",
 ]

@@ -5,6 +5,9 @@ For one sample and one tap with features F of shape (C, H*W):
     G = F F^T / (C * H * W)
     style(x, y) = sum_i mean_{c,c'} |G_i(x) - G_i(y)|      (weights 1 for every tap)
 
+With a region of interest, w (H*W,) the fraction of each tap cell inside the mask
+(``app.metrics.masks.tap_weights``): G = F diag(w) F^T / (C * sum(w)); all-ones w gives G above.
+
 How this differs from the article's example code: it flattened the batch into the channel axis
 (``view(b * c, -1)``), so one Gram matrix mixed every sample of a batch and a pair's score depended
 on its neighbours; here each sample has its own ``(C, C)`` matrix. It also did not normalise, so
@@ -20,20 +23,26 @@ from collections.abc import Sequence
 import torch
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+def gram_matrix(features: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample normalised Gram matrix: ``(N, C, H, W) -> (N, C, C)`` in float32.
 
-    Works on either memory format without a copy for channels-last inputs.
+    ``weights`` ``(N, 1, H, W)`` in [0, 1] (a region of interest) gives
+    ``F diag(w) F^T / (C * sum(w))``. Works on either memory format without a copy for
+    channels-last inputs.
     """
     n, c, h, w = features.shape
     f = features.float()
     if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
         rows = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # (N, HW, C), a view
-        gram = torch.bmm(rows.transpose(1, 2), rows)
+        left = rows if weights is None else rows * weights.float().reshape(n, h * w, 1)
+        gram = torch.bmm(left.transpose(1, 2), rows)
     else:
         cols = f.reshape(n, c, h * w)
-        gram = torch.bmm(cols, cols.transpose(1, 2))
-    return gram.div_(c * h * w)
+        left = cols if weights is None else cols * weights.float().reshape(n, 1, h * w)
+        gram = torch.bmm(left, cols.transpose(1, 2))
+    if weights is None:
+        return gram.div_(c * h * w)
+    return gram.div_(weights.float().flatten(1).sum(1).mul(c).view(n, 1, 1))
 
 
 def style_distance(

@@ -3,6 +3,8 @@
     mse(x, y)  = mean_{c,h,w} (x - y)^2
     psnr(x, y) = 10 log10(1 / mse)      (data range 1)
 
+With a region of interest m, the mean is over the pixels (and channels) inside it.
+
 Identical images have mse 0 and no finite PSNR: ``psnr`` returns ``inf`` there, and the API
 reports it as ``null`` because JSON has no infinity.
 """
@@ -12,12 +14,18 @@ from __future__ import annotations
 import torch
 
 
-def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W) x2 -> (N,)``, accumulated in float64 for exact small differences."""
+def mse(x: torch.Tensor, y: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, C, H, W) x2 -> (N,)``, accumulated in float64 for exact small differences;
+    ``mask`` ``(N, 1, H, W)`` (nonzero: compare here) restricts the mean to its pixels."""
     if x.shape != y.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     diff = x.float() - y.float()
-    return diff.mul_(diff).sum(dim=(1, 2, 3), dtype=torch.float64).div_(diff[0].numel())
+    squared = diff.mul_(diff)
+    if mask is None:
+        return squared.sum(dim=(1, 2, 3), dtype=torch.float64).div_(diff[0].numel())
+    inside = mask.bool()
+    total = squared.mul_(inside).sum(dim=(1, 2, 3), dtype=torch.float64)
+    return total.div_(inside.sum(dim=(1, 2, 3)).double().mul_(x.shape[1]))
 
 
 def psnr(mse_values: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

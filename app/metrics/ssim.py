@@ -142,8 +142,15 @@ def ssim(
     data_range: float = 1.0,
     window: torch.Tensor | None = None,
     x_moments: torch.Tensor | None = None,
+    centres: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean SSIM per pair: ``(N, C, H, W) x2 -> (N,)``; 1 for identical images."""
-    return (
-        ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments).flatten(1).mean(1)
-    )
+    """Mean SSIM per pair: ``(N, C, H, W) x2 -> (N,)``; 1 for identical images.
+
+    ``centres`` ``(N, 1, H-10, W-10)`` (``app.metrics.masks.window_centres``): average only
+    over the window positions whose centre lies in the region of interest."""
+    local = ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments)
+    if centres is None:
+        return local.flatten(1).mean(1)
+    inside = centres.to(local.dtype)
+    total = local.mul(inside).sum(dim=(1, 2, 3))
+    return total / (inside.sum(dim=(1, 2, 3)) * local.shape[1])

@@ -20,9 +20,12 @@ from app.metrics import (
     reference_moments,
     ssim,
     style_distance,
+    tap_weights,
     vgg_distance,
+    window_centres,
 )
 from app.scoring.references import BatchReferences, ReferenceCache
+from app.scoring.regions import Regions
 from app.scoring.runner import ModelRunner
 from app.scoring.sheet import ScoreSheet
 from app.scoring.types import PairRequest, PairScores, identical_scores
@@ -60,37 +63,65 @@ class Scorer:
         refs = BatchReferences([p.reference_key for p in pairs], self.cache)
         with torch.inference_mode():
             images = self.runner.upload([p.reference for p in pairs], [p.candidate for p in pairs])
+            regions = Regions(pairs, images.device)
             x, y = images[: len(pairs)], images[len(pairs) :]
-            if rows := sheet.rows_wanting(PIXEL_SCORES):
-                errors = mse(_take(x, rows), _take(y, rows))
+            for rows, mask in regions.split(sheet.rows_wanting(PIXEL_SCORES)):
+                errors = mse(_take(x, rows), _take(y, rows), mask=mask)
                 sheet.put("mse", rows, errors)
                 sheet.put("psnr", rows, psnr(errors))
             if rows := sheet.rows_wanting({"ssim"}):
-                refs.derive(
-                    "moments", rows, lambda new: [reference_moments(_take(x, refs.pixel_rows(new)))]
-                )
-                moments = refs.gather("moments", rows)[0]
-                sheet.put("ssim", rows, ssim(_take(x, rows), _take(y, rows), x_moments=moments))
+                self._ssim(sheet, refs, x, y, regions.split(rows))
             if rows := sheet.rows_wanting(FEATURE_SCORES):
-                self._feature_scores(sheet, refs, images, rows)
+                self._feature_scores(sheet, refs, images, rows, regions)
             refs.store()
             return sheet.results(refs.from_cache)
 
+    def _ssim(
+        self,
+        sheet: ScoreSheet,
+        refs: BatchReferences,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        parts: list[tuple[list[int], torch.Tensor | None]],
+    ) -> None:
+        """SSIM with the references' moments (cached, or filtered once per reference)."""
+        for rows, mask in parts:
+            refs.derive(
+                "moments", rows, lambda new: [reference_moments(_take(x, refs.pixel_rows(new)))]
+            )
+            moments = refs.gather("moments", rows)[0]
+            centres = None if mask is None else window_centres(mask)
+            values = ssim(_take(x, rows), _take(y, rows), x_moments=moments, centres=centres)
+            sheet.put("ssim", rows, values)
+
     def _feature_scores(
-        self, sheet: ScoreSheet, refs: BatchReferences, images: torch.Tensor, rows: list[int]
+        self,
+        sheet: ScoreSheet,
+        refs: BatchReferences,
+        images: torch.Tensor,
+        rows: list[int],
+        regions: Regions,
     ) -> None:
         """vgg and style for the pairs of ``rows`` that asked for each (Gram matrices only for
-        style)."""
+        style; a masked pair's Gram matrices, which depend on its mask, are never cached)."""
         taps = self._candidate_taps(images, refs, rows)
-        if vgg_rows := sheet.rows_wanting({"vgg"}):
-            fx = refs.gather("taps", vgg_rows)
-            sheet.put("vgg", vgg_rows, *vgg_distance(fx, _rows_of(taps, rows, vgg_rows)))
-        if style_rows := sheet.rows_wanting({"style"}):
-            refs.derive(
-                "grams", style_rows, lambda new: [gram_matrix(f) for f in refs.of("taps", new)]
-            )
-            gy = [gram_matrix(f) for f in _rows_of(taps, rows, style_rows)]
-            sheet.put("style", style_rows, *style_distance(refs.gather("grams", style_rows), gy))
+        for part, mask in regions.split(sheet.rows_wanting({"vgg"})):
+            fx, fy = refs.gather("taps", part), _rows_of(taps, rows, part)
+            cells = None if mask is None else tap_weights(mask, [t.shape for t in fy])
+            sheet.put("vgg", part, *vgg_distance(fx, fy, masks=cells))
+        for part, mask in regions.split(sheet.rows_wanting({"style"})):
+            fy = _rows_of(taps, rows, part)
+            if mask is None:
+                refs.derive(
+                    "grams", part, lambda new: [gram_matrix(f) for f in refs.of("taps", new)]
+                )
+                gx, gy = refs.gather("grams", part), [gram_matrix(f) for f in fy]
+            else:
+                cells = tap_weights(mask, [t.shape for t in fy])
+                fx = refs.gather("taps", part)
+                gx = [gram_matrix(f, w) for f, w in zip(fx, cells, strict=True)]
+                gy = [gram_matrix(f, w) for f, w in zip(fy, cells, strict=True)]
+            sheet.put("style", part, *style_distance(gx, gy))
 
     def _candidate_taps(
         self, images: torch.Tensor, refs: BatchReferences, rows: list[int]

@@ -12,18 +12,26 @@ from app.vocabulary import ALL_SCORES, SCORE_NAMES, TAP_NAMES, ScoreName
 
 @dataclass(frozen=True)
 class PairRequest:
-    """One pair to score: two ``(3, H, W)`` float tensors in [0, 1] of one shape."""
+    """One pair to score: two ``(3, H, W)`` float tensors in [0, 1] of one shape, and optionally
+    a region of interest ``mask`` ``(1, H, W)`` (bool; the candidate already equals the
+    reference outside it: ``app.metrics.composite``)."""
 
     reference: torch.Tensor
     candidate: torch.Tensor
     metrics: frozenset[ScoreName] = ALL_SCORES
     reference_key: str | None = None  # see app.scoring.references.reference_key
+    mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.reference.shape != self.candidate.shape or self.reference.dim() != 3:
             raise ValueError(
                 f"reference {tuple(self.reference.shape)} and candidate "
                 f"{tuple(self.candidate.shape)} must both be (3, H, W) of one shape"
+            )
+        if self.mask is not None and tuple(self.mask.shape) != (1, *self.reference.shape[1:]):
+            raise ValueError(
+                f"mask {tuple(self.mask.shape)} must be (1, H, W) for images "
+                f"{tuple(self.reference.shape)}"
             )
         if not self.metrics or not self.metrics <= ALL_SCORES:
             raise ValueError(f"metrics must be a non-empty subset of {SCORE_NAMES}")

@@ -51,3 +51,33 @@ class ReferenceVGG:
             ga, gb = fa @ fa.T / (c * h * w), fb @ fb.T / (c * h * w)
             per.append(float((ga - gb).abs().mean()))
         return sum(per), per
+
+
+def cell_weights(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """``(H, W)`` 0/1 -> ``(H/f, W/f)``: the fraction of each f x f cell inside the mask, by
+    explicit block means (sides divisible by ``factor``)."""
+    height, width = mask.shape
+    blocks = mask.double().reshape(height // factor, factor, width // factor, factor)
+    return blocks.mean(dim=(1, 3))
+
+
+class MaskedReferenceVGG(ReferenceVGG):
+    """The masked vgg and style rules of the README, in float64, tap by tap."""
+
+    FACTORS = (1, 2, 4, 8, 16)  # each tap's downsampling
+
+    def masked(
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[list[float], list[float]]:
+        """Per-tap masked vgg and style values (each image through the network once)."""
+        vgg, style = [], []
+        for a, b, factor in zip(self.taps(x), self.taps(y), self.FACTORS, strict=True):
+            w = cell_weights(mask, factor)
+            c = a.shape[0]
+            vgg.append(float(((a - b).abs() * w).sum() / (c * w.sum())))
+            flat = w.reshape(-1)
+            fa, fb = a.reshape(c, -1), b.reshape(c, -1)
+            ga = fa @ torch.diag(flat) @ fa.T / (c * flat.sum())
+            gb = fb @ torch.diag(flat) @ fb.T / (c * flat.sum())
+            style.append(float((ga - gb).abs().mean()))
+        return vgg, style

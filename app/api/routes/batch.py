@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import AdmissionDep, ApiKey
 from app.api.errors import error_item
-from app.api.fields import CANDIDATES, METRICS, REFERENCE, SIZE_POLICY, compare_options
-from app.api.forms import FormLimits, FormSpec, Upload, read_form
+from app.api.fields import CANDIDATES, MASK, METRICS, REFERENCE, SIZE_POLICY, compare_options
+from app.api.forms import FormLimits, FormSpec, Upload
+from app.api.multipart import read_form
 from app.api.schemas import (
     ERROR_RESPONSES,
     BatchItemError,
@@ -24,7 +25,7 @@ from app.pipeline import Comparison
 from app.scoring import ModelInfo
 
 router = APIRouter(tags=["compare"])
-FORM = FormSpec((REFERENCE, CANDIDATES, METRICS, SIZE_POLICY))
+FORM = FormSpec((REFERENCE, CANDIDATES, MASK, METRICS, SIZE_POLICY))
 
 
 @router.post(
@@ -54,7 +55,12 @@ async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchRespon
         await until_done(
             request,
             pipeline.compare_many(
-                reference, readable, options, deadline=admitted.deadline, budget=admitted.pixels
+                reference,
+                readable,
+                options,
+                deadline=admitted.deadline,
+                budget=admitted.pixels,
+                mask=form.optional_file("mask"),
             ),
             admitted,
         )

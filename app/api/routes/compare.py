@@ -12,18 +12,20 @@ from app.api.fields import (
     CANDIDATE,
     INCLUDE_MAP,
     MAP_KIND,
+    MASK,
     METRICS,
     REFERENCE,
     SIZE_POLICY,
     compare_options,
 )
-from app.api.forms import FormLimits, FormSpec, read_form
+from app.api.forms import FormLimits, FormSpec
+from app.api.multipart import read_form
 from app.api.schemas import ERROR_RESPONSES, CompareResponse, compare_response
 from app.api.waiting import until_done
 from app.vocabulary import MAP_KINDS, MapKind
 
 router = APIRouter(tags=["compare"])
-FORM = FormSpec((REFERENCE, CANDIDATE, METRICS, SIZE_POLICY, INCLUDE_MAP, MAP_KIND))
+FORM = FormSpec((REFERENCE, CANDIDATE, MASK, METRICS, SIZE_POLICY, INCLUDE_MAP, MAP_KIND))
 
 
 @router.post(
@@ -47,14 +49,21 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     comparison = await until_done(
         request,
         pipeline.compare(
-            reference, candidate, options, deadline=admitted.deadline, budget=admitted.pixels
+            reference,
+            candidate,
+            options,
+            deadline=admitted.deadline,
+            budget=admitted.pixels,
+            mask=form.optional_file("mask"),
         ),
         admitted,
     )
     png = None
     if include_map:
         png = await until_done(
-            request, pipeline.render_map(comparison.reference, comparison.candidate, kind), admitted
+            request,
+            pipeline.render_map(comparison.reference, comparison.candidate, kind, comparison.mask),
+            admitted,
         )
     request.state.log = {
         "reference_bytes": len(reference),

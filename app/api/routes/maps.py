@@ -8,14 +8,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import AdmissionDep, ApiKey
-from app.api.fields import CANDIDATE, KIND, REFERENCE, SIZE_POLICY, compare_options
-from app.api.forms import FormLimits, FormSpec, read_form
+from app.api.fields import CANDIDATE, KIND, MASK, REFERENCE, SIZE_POLICY, compare_options
+from app.api.forms import FormLimits, FormSpec
+from app.api.multipart import read_form
 from app.api.schemas import ERROR_RESPONSES
 from app.api.waiting import until_done
 from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
 
 router = APIRouter(tags=["maps"])
-FORM = FormSpec((REFERENCE, CANDIDATE, KIND, SIZE_POLICY))
+FORM = FormSpec((REFERENCE, CANDIDATE, MASK, KIND, SIZE_POLICY))
 MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A viridis heat map, PNG, at the compared size (the reference's, after "
@@ -52,7 +53,12 @@ async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
     png = await until_done(
         request,
         pipeline.difference_map(
-            form.file("reference"), form.file("candidate"), kind, options, budget=admitted.pixels
+            form.file("reference"),
+            form.file("candidate"),
+            kind,
+            options,
+            budget=admitted.pixels,
+            mask=form.optional_file("mask"),
         ),
         admitted,
     )

@@ -50,6 +50,7 @@ async def test_http_scores_equal_the_engine(
         "reference_resized": False,
         "candidate_resized": False,
         "resized": False,
+        "mask_coverage": None,
     }
     assert body["model"]["name"] == "vgg19"
     assert body["model"]["weights"] == "file"

@@ -34,6 +34,7 @@ class CompareResult:
     width: int
     height: int
     resized: bool
+    mask_coverage: float | None
     model: dict[str, str]
     timing_ms: dict[str, float]
     reference_cached: bool
@@ -53,6 +54,7 @@ class CompareResult:
             width=image["width"],
             height=image["height"],
             resized=image["resized"],
+            mask_coverage=image.get("mask_coverage"),
             model=dict(body["model"]),
             timing_ms=dict(body["timing_ms"]),
             reference_cached=bool(body.get("reference_cached", False)),

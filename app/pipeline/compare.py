@@ -13,12 +13,12 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import torch
 
-from app.batching import Batcher, BatchObserver, Outcome
+from app.batching import Batcher
 from app.config import Settings
 from app.difference_map import difference_map_png
 from app.errors import OutOfMemory
@@ -26,52 +26,25 @@ from app.imaging import (
     PixelBudget,
     PreparedImage,
     prepare_candidate,
+    prepare_mask,
     prepare_reference,
     quiet_pillow,
+)
+from app.metrics import composite
+from app.pipeline.types import (
+    CompareOptions,
+    Comparison,
+    PipelineObserver,
+    comparison,
+    default_max_wait_ms,
+    scored_pair,
 )
 from app.scoring import ModelInfo, PairRequest, PairScores, Scorer, is_out_of_memory
 from app.scoring.device import MemoryStats
 from app.scoring.references import reference_key
-from app.vocabulary import ALL_SCORES, MapKind, ScoreName, SizePolicy, preprocessing_tag
+from app.vocabulary import MapKind, preprocessing_tag
 
 R = TypeVar("R")
-
-CPU_MAX_WAIT_MS = 20.0  # measured: see docs/benchmarks.md#batching-defaults
-CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's compute time
-
-
-class PipelineObserver(BatchObserver, Protocol):
-    """The batcher's reports plus the device's memory after each batch."""
-
-    def device_memory(self, stats: MemoryStats) -> None: ...
-
-
-@dataclass(frozen=True)
-class CompareOptions:
-    """What a request asks of each of its pairs."""
-
-    metrics: frozenset[ScoreName] = ALL_SCORES
-    size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One scored pair with what was compared and where the time went."""
-
-    scores: PairScores
-    reference: PreparedImage
-    candidate: PreparedImage
-    decode_ms: float
-    queue_ms: float
-    compute_ms: float
-    batch_size: int
-
-
-def default_max_wait_ms(settings: Settings, device: torch.device) -> float:
-    """``SIMSCORE_MAX_WAIT_MS`` if set, else the default for the device."""
-    if settings.max_wait_ms is not None:
-        return settings.max_wait_ms
-    return CUDA_MAX_WAIT_MS if device.type == "cuda" else CPU_MAX_WAIT_MS
 
 
 class ComparePipeline:
@@ -135,17 +108,19 @@ class ComparePipeline:
         *,
         deadline: float,
         budget: PixelBudget | None = None,
+        mask: bytes | None = None,
     ) -> Comparison:
-        """Score one pair; raises a ``SimscoreError`` for anything the caller did wrong."""
+        """Score one pair (within ``mask``, if given); raises a ``SimscoreError`` for anything
+        the caller did wrong."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
         ref, key = await self._decode(self._prepare_reference, reference, budget)
+        region = await self._region(mask, ref, options, budget)
         cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
         decode_ms = (time.monotonic() - started) * 1000
-        outcome = await self.batcher.submit(
-            PairRequest(ref.tensor, cand.tensor, options.metrics, key), deadline=deadline
-        )
-        return _comparison(outcome, ref, cand, decode_ms)
+        pair = scored_pair(ref, cand, options, key, region)
+        outcome = await self.batcher.submit(pair, deadline=deadline)
+        return comparison(outcome, ref, cand, decode_ms, region)
 
     async def compare_many(
         self,
@@ -155,12 +130,15 @@ class ComparePipeline:
         *,
         deadline: float,
         budget: PixelBudget | None = None,
+        mask: bytes | None = None,
     ) -> list[Comparison | BaseException]:
-        """Score candidates against one reference; each candidate fails alone (its item is the
-        exception). The reference's own failure, or a full queue, raises for the request."""
+        """Score candidates against one reference (all within ``mask``, if given); each
+        candidate fails alone (its item is the exception). The reference's or the mask's own
+        failure, or a full queue, raises for the request."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
         ref, key = await self._decode(self._prepare_reference, reference, budget)
+        region = await self._region(mask, ref, options, budget)
         decoded = await asyncio.gather(
             *(self._decode(self._prepare_candidate, c, ref, options, budget) for c in candidates),
             return_exceptions=True,
@@ -168,8 +146,7 @@ class ComparePipeline:
         decode_ms = (time.monotonic() - started) * 1000
         good = [(i, c) for i, c in enumerate(decoded) if isinstance(c, PreparedImage)]
         waits = self.batcher.submit_many(
-            [PairRequest(ref.tensor, c.tensor, options.metrics, key) for _, c in good],
-            deadline=deadline,
+            [scored_pair(ref, c, options, key, region) for _, c in good], deadline=deadline
         )
         scored = await asyncio.gather(*waits, return_exceptions=True)
         outcomes = dict(zip((i for i, _ in good), scored, strict=True))
@@ -182,7 +159,7 @@ class ComparePipeline:
             if isinstance(outcome, BaseException):
                 results.append(outcome)
             else:
-                results.append(_comparison(outcome, ref, item, decode_ms))
+                results.append(comparison(outcome, ref, item, decode_ms, region))
         return results
 
     async def difference_map(
@@ -193,21 +170,53 @@ class ComparePipeline:
         options: CompareOptions,
         *,
         budget: PixelBudget | None = None,
+        mask: bytes | None = None,
     ) -> bytes:
-        """The ``kind`` heat map PNG of a pair decoded and sized as ``compare`` would."""
+        """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
+        would."""
         budget = budget or self.pixel_budget()
         ref, _ = await self._decode(self._prepare_reference, reference, budget)
+        region = await self._region(mask, ref, CompareOptions(frozenset({"mse"})), budget)
         cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
-        return await self.render_map(ref, cand, kind)
+        return await self.render_map(ref, cand, kind, region)
 
     async def render_map(
-        self, reference: PreparedImage, candidate: PreparedImage, kind: MapKind
+        self,
+        reference: PreparedImage,
+        candidate: PreparedImage,
+        kind: MapKind,
+        mask: torch.Tensor | None = None,
     ) -> bytes:
-        """The heat map PNG of two prepared images, drawn on the decode pool."""
-        return await self._decode(difference_map_png, reference.tensor, candidate.tensor, kind)
+        """The heat map PNG of two prepared images (the candidate as scored: the reference's
+        pixels outside ``mask``), drawn on the decode pool."""
+        scored = candidate.tensor
+        if mask is not None:
+            scored = composite(reference.tensor, candidate.tensor, mask)
+        return await self._decode(difference_map_png, reference.tensor, scored, kind)
 
     def memory(self) -> MemoryStats:
         return self.scorer.runner.memory()
+
+    async def _region(
+        self,
+        mask: bytes | None,
+        reference: PreparedImage,
+        options: CompareOptions,
+        budget: PixelBudget,
+    ) -> torch.Tensor | None:
+        """The request's mask at the reference's compared size (None without one)."""
+        if mask is None:
+            return None
+        return await self._decode(
+            partial(
+                prepare_mask,
+                max_pixels=self.settings.max_pixels,
+                budget=budget,
+                needs_ssim_centre="ssim" in options.metrics,
+            ),
+            mask,
+            reference.size,
+        )
 
     async def _decode(self, fn: Callable[..., R], *args: object) -> R:
         """Run ``fn`` on a decode thread: the event loop never decodes."""
@@ -239,17 +248,3 @@ class ComparePipeline:
         finally:
             if self._observer:
                 self._observer.device_memory(self.scorer.runner.memory())
-
-
-def _comparison(
-    outcome: Outcome[PairScores], ref: PreparedImage, cand: PreparedImage, decode_ms: float
-) -> Comparison:
-    return Comparison(
-        scores=outcome.value,
-        reference=ref,
-        candidate=cand,
-        decode_ms=decode_ms,
-        queue_ms=outcome.queue_wait_s * 1000,
-        compute_ms=outcome.compute_s * 1000,
-        batch_size=outcome.batch_size,
-    )

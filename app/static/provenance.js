@@ -1,5 +1,7 @@
-// Where the numbers come from: the model, its weights, device, precision and compared size,
-// and a warning that cannot be missed when the weights are random.
+// Where the numbers come from: the model, its weights, device, precision, compared size and
+// mask coverage, and a warning that cannot be missed when the weights are random.
+
+import { formatNumber } from "./format.js";
 
 /** `item`: any scored answer of the request (null when every candidate failed). */
 export function showProvenance(root, item) {
@@ -22,6 +24,14 @@ export function showProvenance(root, item) {
   };
   for (const [name, value] of Object.entries(fields)) {
     line.querySelector(`[data-provenance=${name}]`).textContent = value;
+  }
+  const coverage = image.mask_coverage;
+  const masked = line.querySelector("[data-provenance=mask]");
+  masked.hidden = coverage === null || coverage === undefined;
+  if (!masked.hidden) {
+    const cell = line.querySelector("[data-provenance=coverage]");
+    cell.textContent = `${formatNumber(100 * coverage)} %`;
+    cell.title = String(coverage);
   }
   line.hidden = false;
 }

@@ -89,8 +89,8 @@ def test_random_weights_are_announced(open_page: OpenPage, random_url: str, phot
 
 
 def test_a_chosen_mask_is_sent_as_the_mask_field(page: Page, photos: Photos) -> None:
-    """The server ignores ``mask`` today; the page sends it when one is chosen (the multipart
-    structure as Chromium reports it: field names and file names, not the file contents)."""
+    """The page sends ``mask`` when one is chosen (the multipart structure as Chromium reports
+    it: field names and file names, not the file contents), and shows its coverage."""
     bodies: dict[str, list[bytes]] = {}
 
     def record(route: Route) -> None:
@@ -101,8 +101,11 @@ def test_a_chosen_mask_is_sent_as_the_mask_field(page: Page, photos: Photos) -> 
     page.route("**/compare**", record)
     choose(page, photos.reference, [photos.jpeg])
     assert submit(page) == "done"
+    assert page.is_hidden("[data-provenance=mask]")
     page.set_input_files("input[name=mask]", str(photos.mask))
     assert submit(page) == "done"
+    assert page.is_visible("[data-provenance=mask]")
+    assert page.text_content("[data-provenance=coverage]") == "100.0 %"  # an all-white mask
     choose(page, photos.reference, photos.review)
     assert submit(page) == "done"
     page.click("button[data-view=heatmap]")

@@ -97,9 +97,9 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.vocabulary import parse_metrics
 
     try:
-        options = CompareOptions(parse_metrics(args.metrics), args.size_policy)
-        reference = args.reference.read_bytes()
         mask = args.mask.read_bytes() if args.mask is not None else None
+        options = CompareOptions(parse_metrics(args.metrics), args.size_policy, mask)
+        reference = args.reference.read_bytes()
         candidates = _candidates(args.candidate)
         scorer, model = await asyncio.to_thread(build_scorer, settings)
     except (SimscoreError, OSError) as exc:
@@ -109,8 +109,8 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     pipeline.start()
     try:
         if args.candidate.is_dir():
-            return await _compare_folder(pipeline, reference, candidates, options, mask, args)
-        return await _compare_pair(pipeline, reference, candidates[0], options, mask, args.json)
+            return await _compare_folder(pipeline, reference, candidates, options, args)
+        return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
     finally:
         pipeline.close()
 
@@ -127,7 +127,6 @@ async def _compare_pair(
     reference: bytes,
     candidate: Path,
     options: CompareOptions,
-    mask: bytes | None,
     as_json: bool,
 ) -> int:
     from app.api.schemas import compare_response
@@ -140,7 +139,6 @@ async def _compare_pair(
             candidate.read_bytes(),
             options,
             deadline=started + NO_DEADLINE_S,
-            mask=mask,
         )
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
@@ -160,7 +158,6 @@ async def _compare_folder(
     reference: bytes,
     paths: list[Path],
     options: CompareOptions,
-    mask: bytes | None,
     args: argparse.Namespace,
 ) -> int:
     """Every image of a folder against one reference, in chunks that enter the batcher
@@ -179,7 +176,6 @@ async def _compare_folder(
             [p.read_bytes() for p in chunk],
             options,
             deadline=time.monotonic() + NO_DEADLINE_S,
-            mask=mask,
         )
         for path, outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, Comparison):

@@ -56,6 +56,10 @@ INCLUDE_MAP = TextField(
 
 
 def compare_options(form: Form) -> CompareOptions:
-    """The metrics and size policy a form asks for (422 for unknown values)."""
+    """The metrics, size policy and mask a form asks for (422 for unknown values)."""
     policy: SizePolicy | None = form.choice("size_policy", SIZE_POLICIES)  # type: ignore[assignment]
-    return CompareOptions(metrics=parse_metrics(form.text("metrics")), size_policy=policy)
+    return CompareOptions(
+        metrics=parse_metrics(form.text("metrics")),
+        size_policy=policy,
+        mask=form.optional_file("mask"),
+    )

@@ -108,14 +108,13 @@ class ComparePipeline:
         *,
         deadline: float,
         budget: PixelBudget | None = None,
-        mask: bytes | None = None,
     ) -> Comparison:
-        """Score one pair (within ``mask``, if given); raises a ``SimscoreError`` for anything
-        the caller did wrong."""
+        """Score one pair (within ``options.mask``, if given); raises a ``SimscoreError`` for
+        anything the caller did wrong."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
         ref, key = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(mask, ref, options, budget)
+        region = await self._region(ref, options, budget)
         cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
         decode_ms = (time.monotonic() - started) * 1000
         pair = scored_pair(ref, cand, options, key, region)
@@ -130,15 +129,14 @@ class ComparePipeline:
         *,
         deadline: float,
         budget: PixelBudget | None = None,
-        mask: bytes | None = None,
     ) -> list[Comparison | BaseException]:
-        """Score candidates against one reference (all within ``mask``, if given); each
+        """Score candidates against one reference (all within ``options.mask``, if given); each
         candidate fails alone (its item is the exception). The reference's or the mask's own
         failure, or a full queue, raises for the request."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
         ref, key = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(mask, ref, options, budget)
+        region = await self._region(ref, options, budget)
         decoded = await asyncio.gather(
             *(self._decode(self._prepare_candidate, c, ref, options, budget) for c in candidates),
             return_exceptions=True,
@@ -170,13 +168,14 @@ class ComparePipeline:
         options: CompareOptions,
         *,
         budget: PixelBudget | None = None,
-        mask: bytes | None = None,
     ) -> bytes:
         """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
         would."""
         budget = budget or self.pixel_budget()
         ref, _ = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(mask, ref, CompareOptions(frozenset({"mse"})), budget)
+        region = await self._region(
+            ref, CompareOptions(frozenset({"mse"}), mask=options.mask), budget
+        )
         cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
         return await self.render_map(ref, cand, kind, region)
 
@@ -198,14 +197,10 @@ class ComparePipeline:
         return self.scorer.runner.memory()
 
     async def _region(
-        self,
-        mask: bytes | None,
-        reference: PreparedImage,
-        options: CompareOptions,
-        budget: PixelBudget,
+        self, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
     ) -> torch.Tensor | None:
         """The request's mask at the reference's compared size (None without one)."""
-        if mask is None:
+        if options.mask is None:
             return None
         return await self._decode(
             partial(
@@ -214,7 +209,7 @@ class ComparePipeline:
                 budget=budget,
                 needs_ssim_centre="ssim" in options.metrics,
             ),
-            mask,
+            options.mask,
             reference.size,
         )
 

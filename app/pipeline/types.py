@@ -32,6 +32,7 @@ class CompareOptions:
 
     metrics: frozenset[ScoreName] = ALL_SCORES
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
+    mask: bytes | None = None  # the region of interest's upload (README: Scores)
 
 
 @dataclass(frozen=True)

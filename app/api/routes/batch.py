@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import AdmissionDep, ApiKey
+from app.api.deps import AdmissionDep
 from app.api.errors import error_item
 from app.api.fields import CANDIDATES, MASK, METRICS, REFERENCE, SIZE_POLICY, compare_options
 from app.api.forms import FormLimits, FormSpec, Upload
 from app.api.multipart import read_form
+from app.api.routes import scoring_post
 from app.api.schemas import (
-    ERROR_RESPONSES,
     BatchItemError,
     BatchResponse,
     CompareResponse,
@@ -25,17 +25,11 @@ from app.pipeline import Comparison
 from app.scoring import ModelInfo
 
 router = APIRouter(tags=["compare"])
+SUMMARY = "Score many candidates against one reference"
 FORM = FormSpec((REFERENCE, CANDIDATES, MASK, METRICS, SIZE_POLICY))
 
 
-@router.post(
-    "/compare/batch",
-    response_model=BatchResponse,
-    responses=ERROR_RESPONSES,
-    dependencies=[ApiKey],
-    openapi_extra={"requestBody": FORM.openapi()},
-    summary="Score many candidates against one reference",
-)
+@scoring_post(router, "/compare/batch", FORM, SUMMARY, response_model=BatchResponse)
 async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchResponse:
     """Each candidate is scored as ``POST /compare`` would score it against the reference, and
     they enter the batcher together. ``results`` keeps the order given; a candidate that fails
@@ -60,7 +54,6 @@ async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchRespon
                 options,
                 deadline=admitted.deadline,
                 budget=admitted.pixels,
-                mask=form.optional_file("mask"),
             ),
             admitted,
         )

@@ -7,7 +7,7 @@ import time
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import AdmissionDep, ApiKey
+from app.api.deps import AdmissionDep
 from app.api.fields import (
     CANDIDATE,
     INCLUDE_MAP,
@@ -20,22 +20,17 @@ from app.api.fields import (
 )
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
-from app.api.schemas import ERROR_RESPONSES, CompareResponse, compare_response
+from app.api.routes import scoring_post
+from app.api.schemas import CompareResponse, compare_response
 from app.api.waiting import until_done
 from app.vocabulary import MAP_KINDS, MapKind
 
 router = APIRouter(tags=["compare"])
+SUMMARY = "Score how alike a candidate image is to a reference"
 FORM = FormSpec((REFERENCE, CANDIDATE, MASK, METRICS, SIZE_POLICY, INCLUDE_MAP, MAP_KIND))
 
 
-@router.post(
-    "/compare",
-    response_model=CompareResponse,
-    responses=ERROR_RESPONSES,
-    dependencies=[ApiKey],
-    openapi_extra={"requestBody": FORM.openapi()},
-    summary="Score how alike a candidate image is to a reference",
-)
+@scoring_post(router, "/compare", FORM, SUMMARY, response_model=CompareResponse)
 async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     """Upload a ``reference`` and a ``candidate``; the answer has the five scores, per-layer
     values, what was compared and what scored it."""
@@ -54,7 +49,6 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
             options,
             deadline=admitted.deadline,
             budget=admitted.pixels,
-            mask=form.optional_file("mask"),
         ),
         admitted,
     )

@@ -7,15 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.deps import AdmissionDep, ApiKey
+from app.api.deps import AdmissionDep
 from app.api.fields import CANDIDATE, KIND, MASK, REFERENCE, SIZE_POLICY, compare_options
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
+from app.api.routes import scoring_post
 from app.api.schemas import ERROR_RESPONSES
 from app.api.waiting import until_done
 from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
 
 router = APIRouter(tags=["maps"])
+SUMMARY = "A heat map of where a candidate differs from a reference"
 FORM = FormSpec((REFERENCE, CANDIDATE, MASK, KIND, SIZE_POLICY))
 MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -35,13 +37,8 @@ MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/compare/map",
-    response_class=Response,
-    responses=MAP_RESPONSES,
-    dependencies=[ApiKey],
-    openapi_extra={"requestBody": FORM.openapi()},
-    summary="A heat map of where a candidate differs from a reference",
+@scoring_post(
+    router, "/compare/map", FORM, SUMMARY, response_class=Response, responses=MAP_RESPONSES
 )
 async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
     """The two images are decoded and sized exactly as ``POST /compare`` does; the PNG is the
@@ -58,7 +55,6 @@ async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
             kind,
             options,
             budget=admitted.pixels,
-            mask=form.optional_file("mask"),
         ),
         admitted,
     )

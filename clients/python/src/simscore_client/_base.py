@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 import httpx
 
@@ -23,6 +23,7 @@ from simscore_client.vocabulary import MapKind, SizePolicy
 
 if TYPE_CHECKING:
     from PIL import Image
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
 Metrics: TypeAlias = "str | Iterable[str] | None"
@@ -103,54 +104,69 @@ def _fields(metrics: Metrics, size_policy: SizePolicy | None, **extra: str) -> d
     return data
 
 
+def _pair_files(reference: ImageInput, candidate: ImageInput) -> Files:
+    return [
+        ("reference", _file(reference, "reference")),
+        ("candidate", _file(candidate, "candidate")),
+    ]
+
+
 def _mask(files: Files, mask: ImageInput | None) -> Files:
     return files if mask is None else [*files, ("mask", _file(mask, "mask"))]
 
 
+class CompareOptions(TypedDict, total=False):
+    """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask."""
+
+    metrics: Metrics
+    size_policy: SizePolicy | None
+    include_map: bool
+    map_kind: MapKind
+    mask: ImageInput | None
+
+
+class BatchOptions(TypedDict, total=False):
+    """Keyword options of ``compare_batch``."""
+
+    metrics: Metrics
+    size_policy: SizePolicy | None
+    mask: ImageInput | None
+
+
+class MapOptions(TypedDict, total=False):
+    """Keyword options of ``difference_map``."""
+
+    kind: MapKind
+    size_policy: SizePolicy | None
+    mask: ImageInput | None
+
+
 def compare_request(
-    reference: ImageInput,
-    candidate: ImageInput,
-    *,
-    metrics: Metrics,
-    size_policy: SizePolicy | None,
-    include_map: bool,
-    map_kind: MapKind,
-    mask: ImageInput | None,
+    reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
 ) -> Request:
-    files = [
-        ("reference", _file(reference, "reference")),
-        ("candidate", _file(candidate, "candidate")),
-    ]
-    extra = {"include_map": "true", "map_kind": map_kind} if include_map else {}
-    return Request("/compare", _mask(files, mask), _fields(metrics, size_policy, **extra))
+    files = _pair_files(reference, candidate)
+    extra = {}
+    if options.get("include_map"):
+        extra = {"include_map": "true", "map_kind": options.get("map_kind", "ssim")}
+    fields = _fields(options.get("metrics"), options.get("size_policy"), **extra)
+    return Request("/compare", _mask(files, options.get("mask")), fields)
 
 
 def batch_request(
-    reference: ImageInput,
-    candidates: Sequence[ImageInput],
-    *,
-    metrics: Metrics,
-    size_policy: SizePolicy | None,
-    mask: ImageInput | None,
+    reference: ImageInput, candidates: Sequence[ImageInput], **options: Unpack[BatchOptions]
 ) -> Request:
     files = [("reference", _file(reference, "reference"))]
     files += [("candidates", _file(c, f"candidate-{i}")) for i, c in enumerate(candidates)]
-    return Request("/compare/batch", _mask(files, mask), _fields(metrics, size_policy))
+    fields = _fields(options.get("metrics"), options.get("size_policy"))
+    return Request("/compare/batch", _mask(files, options.get("mask")), fields)
 
 
 def map_request(
-    reference: ImageInput,
-    candidate: ImageInput,
-    *,
-    kind: MapKind,
-    size_policy: SizePolicy | None,
-    mask: ImageInput | None,
+    reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
 ) -> Request:
-    files = [
-        ("reference", _file(reference, "reference")),
-        ("candidate", _file(candidate, "candidate")),
-    ]
-    return Request("/compare/map", _mask(files, mask), _fields(None, size_policy, kind=kind))
+    files = _pair_files(reference, candidate)
+    fields = _fields(None, options.get("size_policy"), kind=options.get("kind", "ssim"))
+    return Request("/compare/map", _mask(files, options.get("mask")), fields)
 
 
 def raise_for_error(response: httpx.Response) -> httpx.Response:

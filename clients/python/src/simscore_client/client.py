@@ -1,7 +1,9 @@
 """``SimscoreClient`` (blocking) and ``AsyncSimscoreClient``: thin loops over ``_base``.
 
 Each method builds its request in ``_base``, sends it, retries 429/503 as ``RetryPolicy`` says
-and parses the answer in ``_base``; only sending and sleeping differ between the two.
+and parses the answer in ``_base``; only sending and sleeping differ between the two. The
+keyword options of each method are typed in ``_base`` (``CompareOptions``, ``BatchOptions``,
+``MapOptions``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
 from simscore_client._base import (
     DEFAULT_BASE_URL,
     BaseClient,
+    BatchOptions,
+    CompareOptions,
     ImageInput,
-    Metrics,
+    MapOptions,
     Request,
     RetryPolicy,
     batch_items,
@@ -29,7 +34,9 @@ from simscore_client._base import (
     raise_for_error,
 )
 from simscore_client.results import BatchItem, CompareResult, DifferenceMap
-from simscore_client.vocabulary import MapKind, SizePolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class SimscoreClient(BaseClient):
@@ -66,57 +73,31 @@ class SimscoreClient(BaseClient):
             self._http.close()
 
     def compare(
-        self,
-        reference: ImageInput,
-        candidate: ImageInput,
-        *,
-        metrics: Metrics = None,
-        size_policy: SizePolicy | None = None,
-        include_map: bool = False,
-        map_kind: MapKind = "ssim",
-        mask: ImageInput | None = None,
+        self, reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
     ) -> CompareResult:
-        """Score ``candidate`` against ``reference`` (``POST /compare``); ``mask``: where to
-        compare (nonzero pixels), see the README's Scores section."""
-        request = compare_request(
-            reference,
-            candidate,
-            metrics=metrics,
-            size_policy=size_policy,
-            include_map=include_map,
-            map_kind=map_kind,
-            mask=mask,
-        )
-        return compare_result(self._post(request))
+        """Score ``candidate`` against ``reference`` (``POST /compare``). Options: ``metrics``,
+        ``size_policy``, ``include_map``, ``map_kind``, and ``mask`` (where to compare:
+        nonzero pixels; see the README's Scores section)."""
+        return compare_result(self._post(compare_request(reference, candidate, **options)))
 
     def compare_batch(
         self,
         reference: ImageInput,
         candidates: Sequence[ImageInput],
-        *,
-        metrics: Metrics = None,
-        size_policy: SizePolicy | None = None,
-        mask: ImageInput | None = None,
+        **options: Unpack[BatchOptions],
     ) -> list[BatchItem]:
         """Score many candidates against one reference (``POST /compare/batch``); each item is a
-        ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``."""
-        request = batch_request(
-            reference, candidates, metrics=metrics, size_policy=size_policy, mask=mask
-        )
-        return batch_items(self._post(request))
+        ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``.
+        Options: ``metrics``, ``size_policy``, ``mask``."""
+        return batch_items(self._post(batch_request(reference, candidates, **options)))
 
     def difference_map(
-        self,
-        reference: ImageInput,
-        candidate: ImageInput,
-        *,
-        kind: MapKind = "ssim",
-        size_policy: SizePolicy | None = None,
-        mask: ImageInput | None = None,
+        self, reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
     ) -> DifferenceMap:
-        """The heat map PNG of ``kind`` (``POST /compare/map``)."""
-        request = map_request(reference, candidate, kind=kind, size_policy=size_policy, mask=mask)
-        return difference_map(self._post(request), kind)
+        """The heat map PNG (``POST /compare/map``). Options: ``kind``, ``size_policy``,
+        ``mask``."""
+        response = self._post(map_request(reference, candidate, **options))
+        return difference_map(response, options.get("kind", "ssim"))
 
     def _post(self, request: Request) -> httpx.Response:
         attempt = 0
@@ -162,55 +143,26 @@ class AsyncSimscoreClient(BaseClient):
             await self._http.aclose()
 
     async def compare(
-        self,
-        reference: ImageInput,
-        candidate: ImageInput,
-        *,
-        metrics: Metrics = None,
-        size_policy: SizePolicy | None = None,
-        include_map: bool = False,
-        map_kind: MapKind = "ssim",
-        mask: ImageInput | None = None,
+        self, reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
     ) -> CompareResult:
         """See ``SimscoreClient.compare``."""
-        request = compare_request(
-            reference,
-            candidate,
-            metrics=metrics,
-            size_policy=size_policy,
-            include_map=include_map,
-            map_kind=map_kind,
-            mask=mask,
-        )
-        return compare_result(await self._post(request))
+        return compare_result(await self._post(compare_request(reference, candidate, **options)))
 
     async def compare_batch(
         self,
         reference: ImageInput,
         candidates: Sequence[ImageInput],
-        *,
-        metrics: Metrics = None,
-        size_policy: SizePolicy | None = None,
-        mask: ImageInput | None = None,
+        **options: Unpack[BatchOptions],
     ) -> list[BatchItem]:
         """See ``SimscoreClient.compare_batch``."""
-        request = batch_request(
-            reference, candidates, metrics=metrics, size_policy=size_policy, mask=mask
-        )
-        return batch_items(await self._post(request))
+        return batch_items(await self._post(batch_request(reference, candidates, **options)))
 
     async def difference_map(
-        self,
-        reference: ImageInput,
-        candidate: ImageInput,
-        *,
-        kind: MapKind = "ssim",
-        size_policy: SizePolicy | None = None,
-        mask: ImageInput | None = None,
+        self, reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
     ) -> DifferenceMap:
         """See ``SimscoreClient.difference_map``."""
-        request = map_request(reference, candidate, kind=kind, size_policy=size_policy, mask=mask)
-        return difference_map(await self._post(request), kind)
+        response = await self._post(map_request(reference, candidate, **options))
+        return difference_map(response, options.get("kind", "ssim"))
 
     async def _post(self, request: Request) -> httpx.Response:
         attempt = 0

@@ -34,6 +34,7 @@ import httpx
 from deploy import nginx_conf
 from tests.support.images import photo_png
 from tests.support.servers import ServerProcess
+from tests.support.sockets import connect, read_until_closed
 
 # Timings are accepted this much early / late (nginx's timers and thread scheduling).
 EARLY_S = 0.5
@@ -101,9 +102,7 @@ class Stack:
         return True
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=5)
-        sock.settimeout(None)
-        return sock
+        return connect(f"http://{self.host}:{self.port}", timeout_s=5)
 
 
 def _within(elapsed: float, expected: float) -> bool:
@@ -111,15 +110,9 @@ def _within(elapsed: float, expected: float) -> bool:
 
 
 def _wait_closed(sock: socket.socket, timeout_s: float) -> tuple[float, bytes]:
-    """Read until the peer closes; the monotonic time it closed and what it sent."""
-    sock.settimeout(timeout_s)
-    received = b""
-    try:
-        while chunk := sock.recv(65536):
-            received += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return time.monotonic(), received
+    """Read until the peer closes; the monotonic time it closed (or gave up) and what it sent."""
+    closed_at, received = read_until_closed(sock, timeout_s)
+    return closed_at if closed_at is not None else time.monotonic(), received
 
 
 def _status(response: bytes) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from PIL import Image
 from tests.support.http import pair_files
 from tests.support.images import distort, encode, photo
 from tests.support.servers import ROOT, ServerProcess, free_port, serve_process
+from tests.support.sockets import connect, read_until_closed
 
 pytestmark = pytest.mark.slow
 
@@ -62,26 +62,6 @@ def files(side: int) -> list[tuple[str, tuple[str, bytes, str]]]:
     return pair_files(encode(reference), encode(distort(reference, "jpeg")))
 
 
-def connect(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    return sock
-
-
-def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
-    """Whether the server closed ``sock`` within ``seconds``, and what it sent first."""
-    sock.settimeout(seconds)
-    received = b""
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except TimeoutError:
-        return False, received
-    except ConnectionResetError:
-        pass
-    return True, received
-
-
 def test_scores_and_tags_every_answer(server: ServerProcess) -> None:
     response = httpx.post(server.url + "/compare", files=files(64), timeout=60)
     assert response.status_code == 200
@@ -99,11 +79,10 @@ def test_slow_headers_are_cut_off(server: ServerProcess, sent: bytes) -> None:
     sock = connect(server.url)
     started = time.monotonic()
     sock.sendall(sent)
-    closed, answer = closed_within(sock, HEADER_TIMEOUT_S + 5)
-    elapsed = time.monotonic() - started
+    closed_at, answer = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
     sock.close()
-    assert closed
-    assert HEADER_TIMEOUT_S * 0.8 <= elapsed < HEADER_TIMEOUT_S + 3
+    assert closed_at is not None
+    assert HEADER_TIMEOUT_S * 0.8 <= closed_at - started < HEADER_TIMEOUT_S + 3
     if sent:
         assert answer.startswith(b"HTTP/1.1 408")
 
@@ -117,13 +96,12 @@ def test_a_stalled_body_is_cut_off_with_408(server: ServerProcess) -> None:
     sock = connect(server.url)
     started = time.monotonic()
     sock.sendall(head + body)
-    closed, answer = closed_within(sock, BODY_TIMEOUT_S + 5)
-    elapsed = time.monotonic() - started
+    closed_at, answer = read_until_closed(sock, BODY_TIMEOUT_S + 5)
     sock.close()
-    assert closed
+    assert closed_at is not None
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"SIMSCORE_BODY_TIMEOUT_S" in answer
-    assert elapsed < BODY_TIMEOUT_S + 3
+    assert closed_at - started < BODY_TIMEOUT_S + 3
     assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
+from app.pipeline import ComparePipeline
 from app.scoring import PairRequest, PairScores
 from tests.support.http import metric_value
 from tests.support.http import pair_files as files
@@ -139,6 +140,15 @@ class Gate:
         self.entered = threading.Event()
         self.fail_next = False
 
+    @classmethod
+    def install(cls, app: object) -> tuple[Gate, ComparePipeline]:
+        """A gate in front of the app's scorer, and the app's pipeline."""
+        pipeline = service_of(app).pipeline
+        assert pipeline is not None
+        gate = cls(pipeline.scorer.score)
+        pipeline.scorer.score = gate  # type: ignore[method-assign]
+        return gate, pipeline
+
     def __call__(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
         self.entered.set()
         self.open.wait(30)
@@ -151,10 +161,7 @@ class Gate:
 async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(queue_size=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        pipeline = service_of(app).pipeline
-        assert pipeline is not None
-        gate = Gate(pipeline.scorer.score)
-        pipeline.scorer.score = gate  # type: ignore[method-assign]
+        gate, pipeline = Gate.install(app)
         import asyncio
 
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
@@ -175,10 +182,7 @@ async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., S
 
 async def test_past_the_deadline_is_504(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings(request_timeout_s=0.3)) as (app, client):
-        pipeline = service_of(app).pipeline
-        assert pipeline is not None
-        gate = Gate(pipeline.scorer.score)
-        pipeline.scorer.score = gate  # type: ignore[method-assign]
+        gate, _pipeline = Gate.install(app)
         response = await client.post("/compare", files=files(GOOD, OTHER))
         gate.open.set()
         metrics = (await client.get("/metrics")).text
@@ -378,10 +382,7 @@ async def test_too_many_requests_in_flight_is_429(make_settings: Callable[..., S
 
     settings = make_settings(max_concurrent_requests=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        pipeline = service_of(app).pipeline
-        assert pipeline is not None
-        gate = Gate(pipeline.scorer.score)
-        pipeline.scorer.score = gate  # type: ignore[method-assign]
+        gate, _pipeline = Gate.install(app)
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
         await asyncio.to_thread(gate.entered.wait, 10)
         rejected = await client.post("/compare", files=files(GOOD, OTHER))

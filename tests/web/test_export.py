@@ -8,13 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import struct
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simscore_client.vocabulary import CSV_COLUMNS, csv_row
+import pytest
+from simscore_client.vocabulary import CSV_COLUMNS, SCORE_NAMES, csv_row
 
+from tests.support.servers import CLI, ROOT
 from tests.web.support import BROWSER_TEST, Photos, choose, format_number, format_score, submit
 
 if TYPE_CHECKING:
@@ -142,3 +146,33 @@ def test_the_number_rule_matches_its_python_statement(page: Page) -> None:
     assert format_number(0.00099996) == "0.001000"
     assert format_number(12345.0) == "1.235e4"  # a tie: away from zero, as JavaScript rounds
     assert format_score("psnr", 27.25, {}) == "27.3 dB"
+
+
+def test_csv_matches_the_command_line_run_on_the_same_files(
+    page: Page, photos: Photos, tmp_path: Path, weights_file: Path
+) -> None:
+    """The real ``simscore compare REF FOLDER --csv`` on the files the page uploaded: the same
+    rows and cells; scores equal to within the last bits (the page's answers may come from a
+    batch or a cached reference the command line did not have: README, Scores)."""
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for path in photos.review:
+        (folder / path.name).write_bytes(path.read_bytes())
+    choose(page, photos.reference, sorted(folder.iterdir()))
+    assert submit(page) == "done"
+    _, payload = download(page, "csv")
+    out = tmp_path / "cli.csv"
+    env = {**os.environ, "SIMSCORE_WEIGHTS": str(weights_file), "SIMSCORE_DEVICE": "cpu"}
+    command = [*CLI, "compare", str(photos.reference), str(folder), "--csv", str(out)]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=False)
+    assert done.returncode == 1, done.stderr  # one candidate is broken
+    page_rows = list(csv.reader(io.StringIO(payload.decode(), newline="")))
+    cli_rows = list(csv.reader(out.open(newline="")))
+    assert page_rows[0] == cli_rows[0] == list(CSV_COLUMNS)
+    assert len(page_rows) == len(cli_rows) == len(photos.review) + 1
+    for page_row, cli_row in zip(page_rows[1:], cli_rows[1:], strict=True):
+        for column, ours, theirs in zip(CSV_COLUMNS, page_row, cli_row, strict=True):
+            if column in SCORE_NAMES and ours and theirs:
+                assert float(ours) == pytest.approx(float(theirs), rel=1e-5), column
+            else:
+                assert ours == theirs, column

@@ -52,6 +52,7 @@ from tests.support import attacks
 from tests.support.attacks import CONTENT_TYPE, KEY, Part
 from tests.support.images import distort, encode, photo
 from tests.support.servers import CLI, ROOT, ServerProcess, serve_process
+from tests.support.sockets import connect
 
 DEFAULTS = Settings(_env_file=None)
 MIB = 1 << 20
@@ -164,7 +165,7 @@ def closed_answer(ended: attacks.Closed, sent: int | None = None) -> str:
 
 
 def stream(url: str, head: bytes, chunks: Iterator[bytes]) -> tuple[attacks.Closed, int]:
-    with attacks.connect(url, timeout_s=60) as sock:
+    with connect(url) as sock:
         sock.sendall(head)
         return attacks.stream_until_answer(sock, chunks)
 
@@ -229,7 +230,7 @@ class AttackBench:
             head = attacks.request_head("/compare", headers=headers, content_length=20_000_000)
 
             def go(head: bytes = head) -> Outcome:
-                with attacks.connect(self.url) as sock:
+                with connect(self.url) as sock:
                     sock.sendall(head)  # the 20 MB body is never sent: the answer comes first
                     ended = attacks.wait_closed(sock, 10)
                 return closed_answer(ended), ended.first_byte_s or ended.elapsed_s
@@ -249,7 +250,7 @@ class AttackBench:
     def limits(self) -> None:
         def declared() -> Outcome:
             head = attacks.request_head("/compare", headers=attacks.bearer(), content_length=10**9)
-            with attacks.connect(self.url) as sock:
+            with connect(self.url) as sock:
                 sock.sendall(head)
                 ended = attacks.wait_closed(sock, 10)
             return closed_answer(ended), ended.first_byte_s or ended.elapsed_s
@@ -321,7 +322,7 @@ class AttackBench:
             return f"{30 - open_} of 30 closed, {open_} open", max(e.elapsed_s for e in ended)
 
         def keepalive() -> Outcome:
-            with attacks.connect(self.url) as sock:
+            with connect(self.url) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: simscore\r\n\r\n")
                 answered = time.monotonic()
                 sock.recv(65536)
@@ -365,7 +366,7 @@ class AttackBench:
 
         def connections() -> Outcome:
             limit = DEFAULTS.max_connections
-            idle = [attacks.connect(self.url) for _ in range(limit)]
+            idle = [connect(self.url) for _ in range(limit)]
             time.sleep(0.5)
             response, took = timed(lambda: httpx.get(self.url + "/healthz", timeout=10))
             ended = [attacks.wait_closed(s, header_s + 10) for s in idle]
@@ -453,7 +454,8 @@ class AttackBench:
             took = 0.0
             try:
                 for _ in range(count):
-                    sock = attacks.connect(self.url, timeout_s=60)
+                    sock = connect(self.url)
+                    sock.settimeout(60)
                     socks.append(sock)
                     sock.sendall(
                         attacks.request_head(

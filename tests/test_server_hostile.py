@@ -15,6 +15,7 @@ import pytest
 from app.api.middleware import SECURITY_HEADERS
 from tests.support import attacks
 from tests.support.servers import ServerProcess, serve_process
+from tests.support.sockets import connect
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_a_crowd_of_slow_connections_is_cut_off(server: ServerProcess) -> None:
 def test_connections_over_the_limit_are_refused(server: ServerProcess) -> None:
     """With MAX_CONNECTIONS idle connections open, a new request gets 503; once the header
     deadline has closed them, requests are served again."""
-    idle = [attacks.connect(server.url) for _ in range(MAX_CONNECTIONS)]
+    idle = [connect(server.url) for _ in range(MAX_CONNECTIONS)]
     try:
         refused = httpx.get(server.url + "/healthz", timeout=5)
     finally:
@@ -90,7 +91,8 @@ def test_connections_over_the_limit_are_refused(server: ServerProcess) -> None:
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: ServerProcess) -> None:
-    with attacks.connect(server.url) as sock:
+    with connect(server.url) as sock:
+        sock.settimeout(10)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: simscore\r\n\r\n")
         answered = time.monotonic()
         first = sock.recv(65536)
@@ -110,7 +112,7 @@ def test_the_servers_own_answers_carry_the_security_headers(server: ServerProces
     sock = attacks.slow_client(server.url, "half-header")
     with sock:
         timed_out = attacks.wait_closed(sock, HEADER_TIMEOUT_S + 5)
-    idle = [attacks.connect(server.url) for _ in range(MAX_CONNECTIONS)]
+    idle = [connect(server.url) for _ in range(MAX_CONNECTIONS)]
     try:
         refused = httpx.get(server.url + "/healthz", timeout=5)
     finally:

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from tests.support.images import encode, photo
+from tests.support.sockets import connect
 
 BOUNDARY = "simscore-attack-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -315,11 +316,6 @@ def endless_file(name: str = "reference") -> Iterator[bytes]:
 # -- raw HTTP over sockets --------------------------------------------------------------------
 
 
-def address(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").rstrip("/").split(":")
-    return host, int(port)
-
-
 def request_head(
     path: str,
     *,
@@ -341,10 +337,6 @@ def request_head(
 def chunked(data: bytes) -> bytes:
     """``data`` as one HTTP/1.1 chunk."""
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
-def connect(url: str, timeout_s: float = 10) -> socket.socket:
-    return socket.create_connection(address(url), timeout=timeout_s)
 
 
 SLOW_CLIENTS: tuple[str, ...] = ("nothing", "half-header", "half-body")
@@ -425,6 +417,7 @@ def stream_until_answer(
     and the bytes the client had sent by then."""
     started = time.monotonic()
     sent = 0
+    sock.settimeout(timeout_s)  # a send blocked that long ends the stream too
     for chunk in chunks:
         readable, _, _ = select.select([sock], [], [], 0)
         if readable:
@@ -467,6 +460,7 @@ def abandon(
     """Send a whole request, wait ``after_s`` (its decoding starts), then close the connection
     without reading the answer."""
     with connect(url) as sock:
+        sock.settimeout(60)
         sock.sendall(request_head(path, headers=headers, content_length=form_length(parts)))
         for chunk in form_chunks(parts, 1 << 20):
             sock.sendall(chunk)

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         200_000_000, ge=256, description="Source pixels one request may decode, all images."
     )
     max_side: int = Field(1024, ge=MIN_SIDE, description="Longer sides are downscaled to this.")
+    decoded_memory_bytes: int = Field(
+        2 << 30, ge=1, description="Bytes of decoded images all requests in flight may hold."
+    )
     max_upload_bytes: int = Field(20_000_000, ge=1, description="Largest uploaded file.")
     default_size_policy: SizePolicy = "resize"
 

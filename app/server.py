@@ -4,8 +4,9 @@
   request line and headers (from connect, and again after each response); past it the server
   answers 408 and closes. Idle keep-alive connections close after
   ``SIMSCORE_KEEPALIVE_TIMEOUT_S``. Body reads are timed by the app (``app.api.forms``).
-* **Connections are bounded**: past ``SIMSCORE_MAX_CONNECTIONS`` open connections (or requests
-  in progress), new requests get 503.
+* **Connections are bounded**: a connection past ``SIMSCORE_MAX_CONNECTIONS`` open ones is
+  answered 503 (JSON, ``Retry-After``) and closed at once. The server's own answers (this 503,
+  the 408) carry the same headers as the app's (``X-Request-ID``, ``nosniff``, ...).
 * **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
   ``/readyz`` 503); uvicorn closes idle connections and waits up to
   ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
@@ -23,6 +24,7 @@ import json
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Generator
 from types import FrameType
 from typing import Any, Protocol
@@ -33,6 +35,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from app.api.middleware import SECURITY_HEADERS
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -52,12 +55,23 @@ class Lifecycle(Protocol):
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's line and headers."""
+    """uvicorn's h11 protocol with a deadline for each request's line and headers, and a bound on
+    open connections (the connection past it is answered 503 and closed at once)."""
 
     header_timeout_s: float = 10.0
+    max_connections: int = 512
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._answer_and_close(
+                503,
+                "Service Unavailable",
+                f"{len(self.connections) - 1} connections are open (SIMSCORE_MAX_CONNECTIONS); "
+                "retry shortly",
+                retry_after=True,
+            )
+            return
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -90,18 +104,31 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
-        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
-            # Part of a request arrived: tell the client why it is cut off.
-            body = json.dumps(
-                {"detail": f"request headers not received within {self.header_timeout_s:g} s"}
-            ).encode()
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"connection: close\r\ncontent-length: "
-                + str(len(body)).encode()
-                + b"\r\n\r\n"
-                + body
-            )
+        if self.conn.trailing_data[0]:  # part of a request arrived: say why it is cut off
+            detail = f"request headers not received within {self.header_timeout_s:g} s"
+            self._answer_and_close(408, "Request Timeout", detail)
+        else:
+            self.transport.close()
+
+    def _answer_and_close(
+        self, status: int, reason: str, detail: str, *, retry_after: bool = False
+    ) -> None:
+        """A JSON answer written by the server itself (no request reached the app), with the
+        headers the app's middleware gives its own answers, then close."""
+        request_id = uuid.uuid4().hex
+        body = json.dumps({"detail": detail, "request_id": request_id}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"x-request-id", request_id.encode()),
+            *SECURITY_HEADERS,
+        ]
+        if retry_after:
+            headers.append((b"retry-after", b"1"))
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        status_line = f"HTTP/1.1 {status} {reason}\r\n".encode()
+        self.transport.write(status_line + head + b"\r\n" + body)
         self.transport.close()
 
 
@@ -157,7 +184,10 @@ def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> S
     protocol = type(
         "SimscoreHttpProtocol",
         (HeaderTimeoutProtocol,),
-        {"header_timeout_s": settings.header_timeout_s},
+        {
+            "header_timeout_s": settings.header_timeout_s,
+            "max_connections": settings.max_connections,
+        },
     )
     config_kwargs: dict[str, Any] = {
         "host": host,
@@ -167,7 +197,6 @@ def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> S
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
         "access_log": False,
-        "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
         "timeout_graceful_shutdown": max(1, round(settings.drain_timeout_s)),
         "h11_max_incomplete_event_size": HEADER_LIMIT_BYTES,

@@ -45,9 +45,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import serve_process
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python load/run_load.py` from anywhere: tests.support, load
+
+from tests.support.servers import serve_process  # noqa: E402
+
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 BIN = Path(sys.executable).parent
 CLI = (sys.executable, "-m", "app.cli")

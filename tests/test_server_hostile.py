@@ -103,11 +103,6 @@ def test_an_idle_keep_alive_connection_is_closed(server: ServerProcess) -> None:
     assert ended.elapsed_s < min(KEEPALIVE_TIMEOUT_S, HEADER_TIMEOUT_S) + 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server's own answers (408 at the header deadline, uvicorn's 503 past "
-    "SIMSCORE_MAX_CONNECTIONS) bypass the app's middleware and carry no security headers",
-)
 def test_the_servers_own_answers_carry_the_security_headers(server: ServerProcess) -> None:
     sock = attacks.slow_client(server.url, "half-header")
     with sock:

@@ -183,10 +183,16 @@ def orientation_of(image: Image.Image) -> int:
 
 
 def _reduce(image: Image.Image, wanted: Size) -> Image.Image:
-    """Box-reduce by the largest integer factors that keep at least ``wanted``, in 8 bits."""
+    """Box-reduce by the largest integer factors that keep at least ``wanted`` (in 8 bits, or
+    in 32-bit integers or floats for 16-bit and float images)."""
     factors = (max(1, image.width // wanted[0]), max(1, image.height // wanted[1]))
-    if factors == (1, 1) or image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+    if factors == (1, 1):
         return image
+    if image.mode in ("I", "F") or image.mode in _SIXTEEN_BIT_MODES:
+        if isinstance(image.info.get("transparency"), int):
+            return image  # a transparent grey level: kept exact for _to_tensor
+        wide = image if image.mode in ("I", "F") else image.convert("I")
+        return wide.reduce(factors)
     if image.mode not in _EIGHT_BIT_MODES:
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif image.mode in ("L", "RGB") and image.has_transparency_data:  # a transparent colour

@@ -22,10 +22,16 @@ def mse(x: torch.Tensor, y: torch.Tensor, *, mask: torch.Tensor | None = None) -
     diff = x.float() - y.float()
     squared = diff.mul_(diff)
     if mask is None:
-        return squared.sum(dim=(1, 2, 3), dtype=torch.float64).div_(diff[0].numel())
+        return _per_pair_sum(squared).div_(diff[0].numel())
     inside = mask.bool()
-    total = squared.mul_(inside).sum(dim=(1, 2, 3), dtype=torch.float64)
+    total = _per_pair_sum(squared.mul_(inside))
     return total.div_(inside.sum(dim=(1, 2, 3)).double().mul_(x.shape[1]))
+
+
+def _per_pair_sum(values: torch.Tensor) -> torch.Tensor:
+    """Each pair's float64 sum on its own: one reduction over a whole batch splits its work
+    across threads differently for different batch sizes, which moves the last bit."""
+    return torch.stack([pair.sum(dtype=torch.float64) for pair in values])
 
 
 def psnr(mse_values: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

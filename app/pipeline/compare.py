@@ -21,7 +21,7 @@ import torch
 from app.batching import Batcher
 from app.config import Settings
 from app.difference_map import difference_map_png
-from app.errors import OutOfMemory
+from app.errors import OutOfMemory, Overloaded
 from app.imaging import (
     PixelBudget,
     PreparedImage,
@@ -31,6 +31,7 @@ from app.imaging import (
     quiet_pillow,
 )
 from app.metrics import composite
+from app.pipeline.memory import DecodedMemory, Hold
 from app.pipeline.types import (
     CompareOptions,
     Comparison,
@@ -80,6 +81,7 @@ class ComparePipeline:
             observer=observer,
         )
         self._preprocessing = preprocessing_tag(settings.max_side)
+        self._memory = DecodedMemory(settings.decoded_memory_bytes)
 
     def start(self) -> None:
         quiet_pillow()
@@ -113,12 +115,13 @@ class ComparePipeline:
         anything the caller did wrong."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
-        ref, key = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(ref, options, budget)
-        cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
-        decode_ms = (time.monotonic() - started) * 1000
-        pair = scored_pair(ref, cand, options, key, region)
-        outcome = await self.batcher.submit(pair, deadline=deadline)
+        with self._memory.request() as hold:
+            ref, key, region = await self._reference(reference, options, budget, hold)
+            cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
+            hold(cand.tensor)
+            decode_ms = (time.monotonic() - started) * 1000
+            pair = scored_pair(ref, cand, options, key, region)
+            outcome = await self.batcher.submit(pair, deadline=deadline)
         return comparison(outcome, ref, cand, decode_ms, region)
 
     async def compare_many(
@@ -135,18 +138,24 @@ class ComparePipeline:
         failure, or a full queue, raises for the request."""
         budget = budget or self.pixel_budget()
         started = time.monotonic()
-        ref, key = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(ref, options, budget)
-        decoded = await asyncio.gather(
-            *(self._decode(self._prepare_candidate, c, ref, options, budget) for c in candidates),
-            return_exceptions=True,
-        )
-        decode_ms = (time.monotonic() - started) * 1000
-        good = [(i, c) for i, c in enumerate(decoded) if isinstance(c, PreparedImage)]
-        waits = self.batcher.submit_many(
-            [scored_pair(ref, c, options, key, region) for _, c in good], deadline=deadline
-        )
-        scored = await asyncio.gather(*waits, return_exceptions=True)
+        with self._memory.request() as hold:
+            ref, key, region = await self._reference(reference, options, budget, hold)
+            decoded = [
+                _held(item, hold)
+                for item in await asyncio.gather(
+                    *(
+                        self._decode(self._prepare_candidate, c, ref, options, budget)
+                        for c in candidates
+                    ),
+                    return_exceptions=True,
+                )
+            ]
+            decode_ms = (time.monotonic() - started) * 1000
+            good = [(i, c) for i, c in enumerate(decoded) if isinstance(c, PreparedImage)]
+            waits = self.batcher.submit_many(
+                [scored_pair(ref, c, options, key, region) for _, c in good], deadline=deadline
+            )
+            scored = await asyncio.gather(*waits, return_exceptions=True)
         outcomes = dict(zip((i for i, _ in good), scored, strict=True))
         results: list[Comparison | BaseException] = []
         for i, item in enumerate(decoded):
@@ -188,13 +197,21 @@ class ComparePipeline:
     ) -> bytes:
         """The heat map PNG of two prepared images (the candidate as scored: the reference's
         pixels outside ``mask``), drawn on the decode pool."""
-        scored = candidate.tensor
-        if mask is not None:
-            scored = composite(reference.tensor, candidate.tensor, mask)
-        return await self._decode(difference_map_png, reference.tensor, scored, kind)
+        return await self._decode(_map_png, reference.tensor, candidate.tensor, kind, mask)
 
     def memory(self) -> MemoryStats:
         return self.scorer.runner.memory()
+
+    async def _reference(
+        self, data: bytes, options: CompareOptions, budget: PixelBudget, hold: Hold
+    ) -> tuple[PreparedImage, str, torch.Tensor | None]:
+        """The reference, its cache key and the request's mask, counted as held memory."""
+        ref, key = await self._decode(self._prepare_reference, data, budget)
+        hold(ref.tensor)
+        region = await self._region(ref, options, budget)
+        if region is not None:
+            hold(region)
+        return ref, key, region
 
     async def _region(
         self, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
@@ -243,3 +260,22 @@ class ComparePipeline:
         finally:
             if self._observer:
                 self._observer.device_memory(self.scorer.runner.memory())
+
+
+def _map_png(
+    reference: torch.Tensor, candidate: torch.Tensor, kind: MapKind, mask: torch.Tensor | None
+) -> bytes:
+    """The heat map of the pair as scored (on a decode thread: compositing is pixel work too)."""
+    scored = candidate if mask is None else composite(reference, candidate, mask)
+    return difference_map_png(reference, scored, kind)
+
+
+def _held(item: PreparedImage | BaseException, hold: Hold) -> PreparedImage | BaseException:
+    """A decoded candidate counted as held memory, or the error that refuses it alone."""
+    if not isinstance(item, PreparedImage):
+        return item
+    try:
+        hold(item.tensor)
+    except Overloaded as exc:
+        return exc
+    return item

@@ -467,19 +467,12 @@ async def test_hostile_files_are_refused_before_any_pixel_is_decoded(
     assert loads == []
 
 
-WIDE_MODES_NOT_REDUCED = pytest.mark.xfail(
-    strict=True,
-    reason="app.imaging.decode._reduce skips 16-bit and 32-bit modes (I;16*, I, F): they become "
-    "a full-size float tensor (a 70 kB 16-bit PNG of 6000x6000: 285 MiB, a second of decode)",
-)
-
-
 @pytest.mark.parametrize(
     "kind",
     [
         "gif",
-        pytest.param("png-16-bit", marks=WIDE_MODES_NOT_REDUCED),
-        pytest.param("tiff-float", marks=WIDE_MODES_NOT_REDUCED),
+        "png-16-bit",
+        "tiff-float",
     ],
 )
 async def test_a_tiny_file_declaring_a_huge_canvas_is_decoded_small(
@@ -687,12 +680,6 @@ async def test_a_failed_batch_item_is_logged_with_its_traceback_and_request_id(
 # -- found while measuring ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.metrics.mse sums (N, C, H, W) over dims 1-3 at once: with 2 torch threads a "
-    "pair alone is split across threads and a pair in a batch is not, so its float64 mse moves "
-    "by 1 ulp with the batch (the load sweep's exact mse check failed 6 times at 8 users)",
-)
 @pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
 def test_the_mse_of_a_pair_does_not_depend_on_its_batch(layout: str) -> None:
     """``mse`` is documented (and checked by the load test) as exact, whatever the batch."""
@@ -718,3 +705,24 @@ def test_the_mse_of_a_pair_does_not_depend_on_its_batch(layout: str) -> None:
     finally:
         torch.set_num_threads(threads)
     assert moved == []
+
+
+async def test_decoded_memory_is_bounded_across_requests(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Tiny uploads that decode large: past SIMSCORE_DECODED_MEMORY_BYTES a candidate is refused
+    alone (429), and the bytes are given back when its request ends."""
+    from tests.support.http import batch_files
+    from tests.support.images import photo_png
+
+    reference = photo_png("chelsea")  # 96 x 64: 73,728 bytes as float32 RGB
+    settings = make_settings(decoded_memory_bytes=4 * 96 * 64 * 3 * 4)
+    async with running(settings) as (_, client):
+        response = await client.post(
+            "/compare/batch", files=batch_files(reference, [reference] * 5)
+        )
+        again = await client.post("/compare/batch", files=batch_files(reference, [reference]))
+    statuses = [item.get("error", {}).get("status", 200) for item in response.json()["results"]]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert "SIMSCORE_DECODED_MEMORY_BYTES" in response.json()["results"][3]["error"]["detail"]
+    assert again.status_code == 200

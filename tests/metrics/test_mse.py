@@ -43,3 +43,26 @@ def test_mse_is_per_pair_and_symmetric() -> None:
 def test_mse_refuses_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="shapes differ"):
         mse(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_the_mse_of_a_pair_does_not_depend_on_its_batch(layout: str) -> None:
+    """``mse`` is documented (and checked by the load test) as exact, whatever the batch."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 224, 224, generator=generator)
+    y = (x + 0.03 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    if layout == "channels-last":
+        x, y = (t.contiguous(memory_format=torch.channels_last) for t in (x, y))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # (one thread splits nothing: the difference needs two)
+    try:
+        alone = [mse(x[i : i + 1], y[i : i + 1]).item() for i in range(8)]
+        moved = [
+            (n, i)
+            for n in range(2, 9)
+            for i, value in enumerate(mse(x[:n], y[:n]).tolist())
+            if value != alone[i]
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    assert moved == []

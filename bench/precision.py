@@ -1,0 +1,227 @@
+"""bf16 (and fp16 on CUDA) against fp32: how far every score moves, and whether pairs keep their
+order. Real photographs under several distortions and strengths. Prints Markdown (recorded in
+docs/benchmarks.md). Not a test; tests/scoring/test_precision.py bounds a small set.
+
+    python bench/precision.py                      # 224 px, 6 photos x 4 distortions x 4 strengths
+    python bench/precision.py --compiled           # bf16 through compiled kernels, as served
+    python bench/precision.py --device cuda --precisions bf16,fp16
+    python bench/precision.py --quick              # 48 px, a few pairs
+
+Per score: the median and largest relative deviation ``|s_low - s_fp32| / |s_fp32|`` over the
+pairs, and Spearman's rank correlation between the two precisions' scores (1: the same order).
+An identical pair is scored too: it must stay exactly 0 (vgg, style) in every precision.
+
+On a CPU without AMX or AVX512-BF16 bf16 runs emulated: slow, but the numbers are what native
+units compute (bf16 inputs and weights, fp32 accumulation), so the deviations measured here hold;
+only the timing does not. ``--gram`` adds the deviation of style if the Gram matrices were also
+computed in bf16 (inputs rounded to bf16, products accumulated in fp32, the result rounded to
+bf16 as a bf16 matmul returns it), against today's fp32 Gram of the same bf16 taps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.metrics import gram_matrix, style_distance
+from app.models.vgg import VGGFeatures
+from app.models.weights import load_features
+from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
+from app.vocabulary import Precision
+from bench.common import Results, header, load_average, table
+from tests.support.images import distort, photo, to_tensor
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+DISTORTIONS = ("jpeg", "blur", "noise", "colour")
+STRENGTHS = (0.05, 0.25, 1.0, 2.0)  # 0.05: near-identical pairs, where relative error is largest
+SCORES = ("vgg", "style", "ssim", "mse", "psnr")
+
+
+def photo_pairs(
+    side: int, photos: Sequence[str], distortions: Sequence[str], strengths: Sequence[float]
+) -> tuple[list[PairRequest], list[str]]:
+    """Every photo under every distortion and strength, plus one identical pair (last)."""
+    pairs: list[PairRequest] = []
+    labels: list[str] = []
+    for name in photos:
+        image = photo(name, side)
+        for kind in distortions:
+            for strength in strengths:
+                candidate = distort(image, kind, seed=len(pairs), strength=strength)
+                pairs.append(PairRequest(to_tensor(image), to_tensor(candidate)))
+                labels.append(f"{name}/{kind}/{strength:g}")
+    same = to_tensor(photo(photos[0], side))
+    pairs.append(PairRequest(same, same.clone()))
+    labels.append(f"{photos[0]}/identical")
+    return pairs, labels
+
+
+def score_all(scorer: Scorer, pairs: Sequence[PairRequest], batch: int) -> list[PairScores]:
+    out: list[PairScores] = []
+    for start in range(0, len(pairs), batch):
+        out.extend(scorer.score(pairs[start : start + batch]))
+    return out
+
+
+def relative(a: float, b: float) -> float:
+    return abs(b - a) / abs(a) if a else (0.0 if a == b else float("inf"))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def deviation_rows(
+    reference: Sequence[PairScores], other: Sequence[PairScores]
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """Per score: median and max relative deviation, and Spearman, over the distinct pairs."""
+    rows, data = [], {}
+    for name in SCORES:
+        a = [getattr(s, name) for s in reference[:-1]]
+        b = [getattr(s, name) for s in other[:-1]]
+        devs = [relative(x, y) for x, y in zip(a, b, strict=True)]
+        rho = spearman(a, b)
+        data[name] = {"median": statistics.median(devs), "max": max(devs), "spearman": rho}
+        rows.append(
+            [
+                name,
+                f"{100 * statistics.median(devs):.3f} %",
+                f"{100 * max(devs):.3f} %",
+                f"{rho:.5f}",
+            ]
+        )
+    return rows, data
+
+
+def identical_exact(scores: PairScores) -> bool:
+    return scores.vgg == 0.0 and scores.style == 0.0 and scores.ssim == 1.0 and scores.mse == 0.0
+
+
+def gram_in_bf16(runner: ModelRunner, pairs: Sequence[PairRequest], batch: int) -> list[str]:
+    """style from bf16 taps with fp32 Gram matrices (today) and with bf16 ones, against fp32."""
+    fp32_runner = ModelRunner(runner.extractor, device=runner.device)
+    today: list[float] = []
+    bf16_gram: list[float] = []
+    truth: list[float] = []
+    distinct = pairs[:-1]
+    for start in range(0, len(distinct), batch):
+        chunk = distinct[start : start + batch]
+        x = torch.stack([p.reference for p in chunk]).to(runner.device)
+        y = torch.stack([p.candidate for p in chunk]).to(runner.device)
+        images = torch.cat([x, y])
+        n = len(chunk)
+        low = runner.forward(images)
+        exact = fp32_runner.forward(images)
+        for taps, grams, out in (
+            (exact, _grams_fp32, truth),
+            (low, _grams_fp32, today),
+            (low, _grams_bf16, bf16_gram),
+        ):
+            gx = grams([t[:n] for t in taps])
+            gy = grams([t[n:] for t in taps])
+            out.extend(style_distance(gx, gy)[0].tolist())
+    rows = []
+    for label, values in (("fp32 Gram of bf16 taps (today)", today), ("bf16 Gram", bf16_gram)):
+        devs = [relative(a, b) for a, b in zip(truth, values, strict=True)]
+        rows.append(
+            f"| {label} | {100 * statistics.median(devs):.3f} % | {100 * max(devs):.3f} % | "
+            f"{spearman(truth, values):.5f} |"
+        )
+    return ["| style from | median | max | Spearman |", "|---|---:|---:|---:|", *rows]
+
+
+def _grams_fp32(taps: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [gram_matrix(t) for t in taps]
+
+
+def _grams_bf16(taps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gram matrices with bf16 inputs, fp32 accumulation, a bf16 result (what bmm returns under
+    autocast), normalised in fp32."""
+    out = []
+    for t in taps:
+        n, c, h, w = t.shape
+        rows = t.to(torch.bfloat16).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        with torch.autocast(t.device.type, dtype=torch.bfloat16):
+            gram = torch.bmm(rows.transpose(1, 2), rows)
+        out.append(gram.float().div_(c * h * w))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", default="bf16")
+    parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--compiled", action="store_true", help="low precision compiled")
+    parser.add_argument("--gram", action="store_true", help="also: Gram matrices in bf16")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("results/precision"))
+    args = parser.parse_args(argv)
+    photos: Sequence[str] = PHOTOS
+    distortions: Sequence[str] = DISTORTIONS
+    strengths: Sequence[float] = STRENGTHS
+    if args.quick:
+        args.side, photos, distortions, strengths = 48, PHOTOS[:3], ("jpeg", "blur"), (0.25, 1.0)
+    device = torch.device(args.device)
+    print(header("simscore precision benchmark", device))
+    results = Results(args.out, "precision", {"argv": sys.argv, "load_average": load_average()})
+    features, _ = load_features("random", seed=0)
+    extractor = VGGFeatures(features)
+    pairs, labels = photo_pairs(args.side, photos, distortions, strengths)
+    print(
+        f"{len(pairs) - 1} distinct pairs at {args.side} px ({len(photos)} photos x "
+        f"{', '.join(distortions)} x strengths {', '.join(map(str, strengths))}) "
+        "and one identical\n"
+    )
+    started = time.monotonic()
+    fp32 = score_all(Scorer(ModelRunner(extractor, device=device)), pairs, args.batch)
+    print(f"fp32: {time.monotonic() - started:.0f} s\n")
+    for precision in args.precisions.split(","):
+        low = cast(Precision, precision)
+        runner = ModelRunner(extractor, device=device, precision=low, compile_model=args.compiled)
+        started = time.monotonic()
+        if args.compiled:
+            runner.warm_up([(args.side, args.side)], args.batch)
+        scores = score_all(Scorer(runner), pairs, args.batch)
+        took = time.monotonic() - started
+        rows, data = deviation_rows(fp32, scores)
+        data["identical_exact"] = identical_exact(scores[-1])
+        data["worst"] = {
+            name: labels[max(range(len(pairs) - 1), key=partial(_dev, fp32, scores, name))]
+            for name in ("vgg", "style")
+        }
+        mode = "compiled" if args.compiled else "eager"
+        print(f"## {precision} ({mode}) against fp32 ({took:.0f} s, load {load_average()})\n")
+        print(table(["score", "median rel. dev.", "max rel. dev.", "Spearman"], rows))
+        print(
+            f"\nIdentical pair exact (vgg = style = 0, ssim = 1): {data['identical_exact']}; "
+            f"largest deviation: vgg {data['worst']['vgg']}, style {data['worst']['style']}\n"
+        )
+        if args.gram and precision == "bf16":
+            print("### Style with the Gram matrices in bf16 as well (against fp32)\n")
+            gram = gram_in_bf16(runner, pairs, args.batch)
+            print("\n".join(gram) + "\n")
+            data["gram_bf16"] = gram
+        results.add(f"{precision}-{mode}", data)
+    return 0
+
+
+def _dev(a: Sequence[PairScores], b: Sequence[PairScores], name: str, i: int) -> float:
+    return relative(getattr(a[i], name), getattr(b[i], name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

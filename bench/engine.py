@@ -17,9 +17,10 @@ Sections (``--sections``, comma-separated):
   (bf16 without AMX or AVX512-BF16) shows the server's start-up error.
 * ``engine``: in one process, ``Scorer.score`` against ``ModelRunner.forward`` alone on the same
   tensors, and the engine's time split into its forward pass and the rest (the metrics).
-* ``compile``: eager against compiled forward passes (fp32; bf16 where it runs natively), and
-  start-up to ready with compilation of the warm shape, with a cold and then a warm inductor
-  cache (``SIMSCORE_COMPILE_CACHE_DIR``).
+* ``compile``: eager against compiled forward passes (fp32; bf16 where it runs natively), with
+  the time the warm-up took to compile every row count of the shape.
+* ``startup``: launch to ready of ``simscore serve`` compiling the warm shape, with a cold and
+  then a warm inductor cache (``SIMSCORE_COMPILE_CACHE_DIR``), and with compilation off.
 * ``ssim``: ``app.metrics.ssim`` against pytorch_msssim and scikit-image, one pair.
 * ``rss``: peak resident memory of this process after loading the model.
 """
@@ -60,7 +61,7 @@ from bench.contenders import Contender
 from bench.http_load import LoadResult, refusal, run_load, service_env, serving, square_bodies
 from tests.support.servers import ServerProcess, serve_process, wait_ready
 
-SECTIONS = ("table", "engine", "compile", "ssim", "rss")
+SECTIONS = ("table", "engine", "compile", "startup", "ssim", "rss")
 
 
 def fast_precisions(device: torch.device) -> list[Precision]:

@@ -13,8 +13,9 @@ Sections (``--sections``; each skipped, with a note, once ``--budget-s`` would b
 * ``preflight``: the card, torch, CUDA and cuDNN versions, which optional packages are there,
   a forward pass in fp32 and bf16 at 64 px and a pinned upload, each timed.
 * ``sweep``: ``Scorer.score`` pairs/s by batch size at 224 and 512 px (every pair its own
-  reference), fp32 and bf16 eager, bf16 compiled at 224; the bare forward pass beside it and the
-  peak memory.
+  reference), fp32 and bf16 eager, bf16 compiled at 224 (batches up to 16); the bare forward
+  pass on the same rows beside it (``share_of_bare``: what the metrics, the host copy and the
+  transfer leave of the model's rate) and the peak memory.
 * ``deviation``: bf16, fp16 and fp32 with TF32 against strict fp32 (TF32 off) on real
   photographs (``bench/precision.py``'s pairs).
 * ``cudnn``: ``cudnn.benchmark`` off, then on, with aspect-ratio traffic (many shapes, each seen
@@ -50,6 +51,7 @@ from bench import engine, precision
 from bench.common import Results, distinct_pairs, header, load_average, median_seconds, table
 
 SECTIONS = ("preflight", "sweep", "deviation", "cudnn", "table")
+COMPILED_MAX_BATCH = 16  # the compiled sweep warms up (compiles) row counts 1 to 2 x this
 HTTP_PACKAGES = ("fastapi", "uvicorn", "pydantic_settings", "multipart", "httpx", "piq")
 # Aspect-ratio traffic: (width, height) as uploads keep them, after the 1024 px cap.
 ASPECT_SHAPES = (
@@ -105,12 +107,13 @@ def sweep(
             runner = ModelRunner(
                 extractor, device=device, precision=_precision(name), compile_model=compiled
             )
+            sizes = [b for b in batches if b <= COMPILED_MAX_BATCH] if compiled else batches
             if compiled:
                 started = time.monotonic()
-                runner.warm_up([(side, side)], max(batches))
+                runner.warm_up([(side, side)], max(sizes))
                 print(f"compiled {side} px in {time.monotonic() - started:.0f} s", flush=True)
             scorer = Scorer(runner)
-            for batch in batches:
+            for batch in sizes:
                 row: dict[str, Any] = {"side": side, "precision": name, "compiled": compiled}
                 row["batch"] = batch
                 rows.append(row)

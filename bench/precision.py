@@ -15,7 +15,8 @@ On a CPU without AMX or AVX512-BF16 bf16 runs emulated: slow, but the numbers ar
 units compute (bf16 inputs and weights, fp32 accumulation), so the deviations measured here hold;
 only the timing does not. ``--gram`` adds the deviation of style if the Gram matrices were also
 computed in bf16 (inputs rounded to bf16, products accumulated in fp32, the result rounded to
-bf16 as a bf16 matmul returns it), against today's fp32 Gram of the same bf16 taps.
+bf16 as a bf16 matmul returns it) from the same bf16 taps, against today's fp32 Gram. Every
+pair's scores in both precisions go to ``--out/precision.json``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def photo_pairs(
     return pairs, labels
 
 
+class KeepTaps:
+    """Keeps every batch's taps as ``runner.forward`` returns them (for ``--gram``)."""
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.taps: list[list[torch.Tensor]] = []
+        self._forward = runner.forward
+        runner.forward = self  # type: ignore[method-assign]
+
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        out = self._forward(images)
+        self.taps.append(out)
+        return out
+
+
 def score_all(scorer: Scorer, pairs: Sequence[PairRequest], batch: int) -> list[PairScores]:
     out: list[PairScores] = []
     for start in range(0, len(pairs), batch):
@@ -105,39 +120,56 @@ def deviation_rows(
     return rows, data
 
 
+def by_strength(
+    reference: Sequence[PairScores], other: Sequence[PairScores], labels: Sequence[str]
+) -> list[list[str]]:
+    """Median and max relative deviation of vgg and style per distortion strength, and the
+    largest absolute deviation beside the median fp32 score of that strength."""
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels[:-1]):
+        groups.setdefault(label.rsplit("/", 1)[1], []).append(i)
+    rows = []
+    for strength, indices in sorted(groups.items(), key=lambda kv: float(kv[0])):
+        row = [strength, str(len(indices))]
+        for name in ("vgg", "style"):
+            a = [getattr(reference[i], name) for i in indices]
+            b = [getattr(other[i], name) for i in indices]
+            devs = [relative(x, y) for x, y in zip(a, b, strict=True)]
+            worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
+            row += [
+                f"{100 * statistics.median(devs):.2f} %",
+                f"{100 * max(devs):.1f} %",
+                f"{worst:.2e} / {statistics.median(a):.2e}",
+            ]
+        rows.append(row)
+    return rows
+
+
 def identical_exact(scores: PairScores) -> bool:
     return scores.vgg == 0.0 and scores.style == 0.0 and scores.ssim == 1.0 and scores.mse == 0.0
 
 
-def gram_in_bf16(runner: ModelRunner, pairs: Sequence[PairRequest], batch: int) -> list[str]:
-    """style from bf16 taps with fp32 Gram matrices (today) and with bf16 ones, against fp32."""
-    fp32_runner = ModelRunner(runner.extractor, device=runner.device)
-    today: list[float] = []
+def gram_in_bf16(
+    truth: Sequence[PairScores], today: Sequence[PairScores], taps: Sequence[list[torch.Tensor]]
+) -> list[str]:
+    """style with the Gram matrices in bf16 too, from the bf16 taps the scorer computed (one
+    forward pass per batch: its references, then its candidates), against fp32 and today."""
     bf16_gram: list[float] = []
-    truth: list[float] = []
-    distinct = pairs[:-1]
-    for start in range(0, len(distinct), batch):
-        chunk = distinct[start : start + batch]
-        x = torch.stack([p.reference for p in chunk]).to(runner.device)
-        y = torch.stack([p.candidate for p in chunk]).to(runner.device)
-        images = torch.cat([x, y])
-        n = len(chunk)
-        low = runner.forward(images)
-        exact = fp32_runner.forward(images)
-        for taps, grams, out in (
-            (exact, _grams_fp32, truth),
-            (low, _grams_fp32, today),
-            (low, _grams_bf16, bf16_gram),
-        ):
-            gx = grams([t[:n] for t in taps])
-            gy = grams([t[n:] for t in taps])
-            out.extend(style_distance(gx, gy)[0].tolist())
+    for batch in taps:
+        n = batch[0].shape[0] // 2
+        gx = _grams_bf16([t[:n] for t in batch])
+        gy = _grams_bf16([t[n:] for t in batch])
+        bf16_gram.extend(style_distance(gx, gy)[0].tolist())
+    exact = [s.style for s in truth[:-1]]
     rows = []
-    for label, values in (("fp32 Gram of bf16 taps (today)", today), ("bf16 Gram", bf16_gram)):
-        devs = [relative(a, b) for a, b in zip(truth, values, strict=True)]
+    for label, values in (
+        ("fp32 Gram of the bf16 taps (today)", [s.style for s in today[:-1]]),
+        ("bf16 Gram of the bf16 taps", bf16_gram),
+    ):
+        devs = [relative(a, b) for a, b in zip(exact, values, strict=True)]  # type: ignore[arg-type]
         rows.append(
             f"| {label} | {100 * statistics.median(devs):.3f} % | {100 * max(devs):.3f} % | "
-            f"{spearman(truth, values):.5f} |"
+            f"{spearman(exact, values):.5f} |"  # type: ignore[arg-type]
         )
     return ["| style from | median | max | Spearman |", "|---|---:|---:|---:|", *rows]
 
@@ -195,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         if args.compiled:
             runner.warm_up([(args.side, args.side)], args.batch)
+        kept = KeepTaps(runner)
         scores = score_all(Scorer(runner), pairs, args.batch)
         took = time.monotonic() - started
         rows, data = deviation_rows(fp32, scores)
@@ -203,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: labels[max(range(len(pairs) - 1), key=partial(_dev, fp32, scores, name))]
             for name in ("vgg", "style")
         }
+        data["pairs"] = {
+            label: {n: (getattr(a, n), getattr(b, n)) for n in SCORES}
+            for label, a, b in zip(labels, fp32, scores, strict=True)
+        }
         mode = "compiled" if args.compiled else "eager"
         print(f"## {precision} ({mode}) against fp32 ({took:.0f} s, load {load_average()})\n")
         print(table(["score", "median rel. dev.", "max rel. dev.", "Spearman"], rows))
@@ -210,9 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nIdentical pair exact (vgg = style = 0, ssim = 1): {data['identical_exact']}; "
             f"largest deviation: vgg {data['worst']['vgg']}, style {data['worst']['style']}\n"
         )
+        print("### By distortion strength (largest absolute deviation / median fp32 score)\n")
+        headers = ["strength", "pairs", "vgg median", "vgg max", "vgg abs", "style median"]
+        print(table([*headers, "style max", "style abs"], by_strength(fp32, scores, labels)))
+        print()
         if args.gram and precision == "bf16":
             print("### Style with the Gram matrices in bf16 as well (against fp32)\n")
-            gram = gram_in_bf16(runner, pairs, args.batch)
+            gram = gram_in_bf16(fp32, scores, kept.taps)
             print("\n".join(gram) + "\n")
             data["gram_bf16"] = gram
         results.add(f"{precision}-{mode}", data)

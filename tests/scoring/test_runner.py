@@ -154,35 +154,28 @@ def own_extractor(extractor: VGGFeatures) -> VGGFeatures:
     return copy.deepcopy(extractor)
 
 
-def test_warm_up_compiles_each_shape_with_a_dynamic_batch(
+def test_compiles_at_warm_up_only_and_never_on_the_request_path(
     own_extractor: VGGFeatures, counting: CountingBackend
 ) -> None:
+    """The warm-up traces every warmed shape with a dynamic batch axis. Then every row count of
+    a warmed shape (1 included) runs a compiled graph without a new trace, and a shape not
+    warmed up runs eagerly, never traced; the results match the eager module's."""
     runner = cpu_runner(own_extractor, compile_model=True)
     assert runner.compiling and runner.compiled_shapes == frozenset()
     assert counting.traces == []  # nothing is traced before the warm-up
     runner.warm_up([(32, 32), (24, 40), (32, 32)], batch_size=3)
     assert runner.compiled_shapes == {(32, 32), (24, 40)}
-    # Row counts 6 down to 2 share one graph with a symbolic batch axis; 1 gets its own.
+    # Per shape, row counts 6 down to 2 share one graph with a symbolic batch axis; 1 has its own.
     assert len(counting.traces) == 4
     assert sum(1 for _, symbols in counting.traces if symbols) == 2
-
-
-def test_no_compile_on_the_request_path(
-    own_extractor: VGGFeatures, counting: CountingBackend
-) -> None:
-    """After the warm-up: every row count of a warmed shape (1 included) runs the compiled graph
-    without a new trace; a shape not warmed up runs eagerly, never traced; results match."""
-    runner = cpu_runner(own_extractor, compile_model=True)
-    runner.warm_up([(32, 32)], batch_size=3)
-    traced = len(counting.traces)
     with torch._dynamo.config.patch(error_on_recompile=True):
         for rows in (1, 2, 3, 6, 4):
-            images = torch.rand(rows, 3, 32, 32)
+            images = torch.rand(rows, 3, 24, 40)
             taps_close(runner.forward(images), eager_taps(own_extractor, images), rel=1e-5)
         unwarmed = torch.rand(2, 3, 40, 40)
         taps_close(runner.forward(unwarmed), eager_taps(own_extractor, unwarmed), rel=1e-5)
-    assert len(counting.traces) == traced
-    assert runner.compiled_shapes == {(32, 32)}
+    assert len(counting.traces) == 4
+    assert runner.compiled_shapes == {(32, 32), (24, 40)}
 
 
 def test_a_failed_compile_leaves_the_shape_eager(

@@ -2,7 +2,7 @@
 kernels and start-up, SSIM. Prints Markdown (recorded in docs/benchmarks.md). Not a test.
 
     python bench/engine.py                     # every section on the CPU (about 15 min, 2 cores)
-    python bench/engine.py --quick             # small sizes, one round (well under a minute)
+    python bench/engine.py --quick             # small sizes, one round, no compiling (< 1 min)
     python bench/engine.py --device cuda       # the same on a GPU (bench/gpu.py calls it)
     python bench/engine.py --sections table --side 224 --rounds 3
 
@@ -62,6 +62,7 @@ from bench.http_load import LoadResult, refusal, run_load, service_env, serving,
 from tests.support.servers import ServerProcess, serve_process, wait_ready
 
 SECTIONS = ("table", "engine", "compile", "startup", "ssim", "rss")
+QUICK = "table,engine,ssim,rss"  # compiling takes minutes on a CPU: not in --quick
 
 
 def fast_precisions(device: torch.device) -> list[Precision]:
@@ -360,7 +361,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
-    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument(
+        "--sections", default=None, help=f"of {','.join(SECTIONS)} (default all; --quick: {QUICK})"
+    )
     parser.add_argument("--side", type=int, default=224, help="table, compile, start-up")
     parser.add_argument("--pairs", type=int, default=8, help="pairs per batch (table, compile)")
     parser.add_argument("--clients", type=int, default=16)
@@ -375,6 +378,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.side, args.pairs, args.clients, args.rounds = 64, 4, 8, 1
         args.batches, args.http_seconds = 2, 4.0
         args.sides, args.batch_sizes = [64], [1, 4]
+    if args.sections is None:
+        args.sections = QUICK if args.quick else ",".join(SECTIONS)
     return args
 
 

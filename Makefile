@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,7 +30,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install  ## engine benchmark tables (not part of the tests)
+bench: install  ## engine benchmark: service vs bare model and piq, metrics' share, compile, start-up, SSIM
 	$(BIN)/python bench/engine.py
 
 USERS ?= 2,4,8,16
@@ -47,11 +47,14 @@ soak: install  ## 10 minutes at PAIRS_PER_S with RSS checks: results/soak-*/
 bench-cache: install  ## reference cache on/off: one golden image, many candidates
 	$(BIN)/python bench/cache.py
 
-bench-gpu: install  ## CUDA only; see docs/benchmarks.md (GPU fast path)
+bench-gpu: install  ## CUDA only; see docs/benchmarks.md (GPU)
 	$(BIN)/python bench/gpu.py
 
 bench-batching: install  ## pairs/s and latency per max_batch_size / max_wait_ms, through the app
 	$(BIN)/python bench/batching.py
+
+bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated bf16 is slow on CPUs without bf16 units)
+	$(BIN)/python bench/precision.py --gram
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)
 	deploy/build-local.sh

@@ -27,55 +27,42 @@ reference, so the cache saves only 1 row in ``batch + 1``. Both are printed.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
 
-import numpy as np
 import torch
-from app.engine import tune_cpu_allocator
-from app.reference_cache import ReferenceCache, reference_key
-from PIL import Image, ImageFilter
-from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
-from app.scoring import PairRequest, PairScores, Scorer, iter_batches
+from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer, reference_key
+from app.scoring.device import tune_cpu_allocator
+from bench.common import machine
+from tests.support.images import DISTORTIONS, distort, photo, to_tensor
 
 MODES = ("no sharing", "cache off", "cache on", "bare forward")
 TARGET_RATIO = 1.8
+T = TypeVar("T")
 
 
 def golden_and_candidates(side: int, count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The astronaut at ``side`` x ``side`` and ``count`` distorted copies, as (3, H, W)."""
-    astronaut: Callable[[], np.ndarray] = data.astronaut
-    image = Image.fromarray(astronaut()).resize((side, side), Image.Resampling.LANCZOS)
-    rng = np.random.default_rng(0)
-    candidates = []
-    for j in range(count):
-        kind = j % 4
-        if kind == 0:
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=20 + 5 * (j % 5))
-            out = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-        elif kind == 1:
-            out = image.filter(ImageFilter.GaussianBlur(1 + j % 3))
-        elif kind == 2:
-            noisy = np.asarray(image, np.float64) + rng.normal(0, 10, (side, side, 3))
-            out = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-        else:
-            shifted = np.asarray(image, np.float64) * (1.05 + 0.01 * j) - 3
-            out = Image.fromarray(np.clip(shifted, 0, 255).astype(np.uint8))
-        candidates.append(_tensor(out))
-    return _tensor(image), candidates
+    image = photo("astronaut", side)
+    candidates = [
+        to_tensor(distort(image, DISTORTIONS[j % 4], seed=j, strength=0.5 + 0.25 * (j % 5)))
+        for j in range(count)
+    ]
+    return to_tensor(image), candidates
 
 
-def _tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image.convert("RGB"), np.float32) / 255
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def run_mode(
@@ -91,13 +78,12 @@ def run_mode(
     scores: list[PairScores] = []
     started = time.perf_counter()
     if mode == "bare forward":
-        extractor = scorers["cache off"].extractor
-        with torch.inference_mode():
-            for images in iter_batches(candidates, batch_size):
-                extractor(torch.stack(list(images)).contiguous(memory_format=torch.channels_last))
+        runner = scorers["cache off"].runner
+        for images in chunks(candidates, batch_size):
+            runner.forward(runner.upload([], images))
     else:
         scorer = scorers[mode]
-        for chunk in iter_batches(pairs, batch_size):
+        for chunk in chunks(pairs, batch_size):
             scores.extend(scorer.score(chunk))
     return time.perf_counter() - started, scores
 
@@ -131,17 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tuned = device.type == "cpu" and args.allocator_tuning and tune_cpu_allocator()
     features, _ = load_features("random", seed=0)
-    extractor = VGGFeatures(features)
+    runner = ModelRunner(VGGFeatures(features), device=device)
     scorers = {
-        "no sharing": Scorer(extractor, device=device, cache=ReferenceCache(0, 0)),
-        "cache off": Scorer(extractor, device=device, cache=ReferenceCache(0, 0)),
-        "cache on": Scorer(extractor, device=device, cache=ReferenceCache(32, 2 * 1024**3)),
+        "no sharing": Scorer(runner, ReferenceCache(0, 0)),
+        "cache off": Scorer(runner, ReferenceCache(0, 0)),
+        "cache on": Scorer(runner, ReferenceCache(32, 2 * 1024**3)),
     }
     reference, candidates = golden_and_candidates(args.side, args.candidates)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     print(f"# bench/cache.py  {' '.join(sys.argv[1:])}")
-    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}; {_machine()}; torch {torch.__version__}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}; {machine(device)}")
     print(
         f"# {args.side}x{args.side}, {args.candidates} candidates, one reference, all metrics; "
         f"CPU allocator tuning {'on' if tuned else 'off'}"
@@ -156,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # load from elsewhere on a shared machine hits every mode alike.
             totals = dict.fromkeys(MODES, 0.0)
             scored: dict[str, list[PairScores]] = {mode: [] for mode in MODES}
-            for k, chunk in enumerate(iter_batches(candidates, batch_size)):
+            for k, chunk in enumerate(chunks(candidates, batch_size)):
                 for mode in MODES[k % len(MODES) :] + MODES[: k % len(MODES)]:
                     took, scores = run_mode(mode, scorers, reference, chunk, batch_size)
                     totals[mode] += took
@@ -184,25 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     difference = max_relative_difference(outputs["cache on"], outputs["cache off"])
     print(f"max relative score difference, cache on vs off: {difference:.2e}")
     return 0
-
-
-def _machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in cpuinfo
-                    if line.startswith("model name")
-                ),
-                model,
-            )
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {torch.get_num_threads()} torch threads"
 
 
 if __name__ == "__main__":

@@ -1,481 +1,320 @@
-"""The GPU fast path, measured in one short device call (well under 5 minutes on an H100).
+"""The GPU path, measured in one short device call. Results go to ``--out/gpu.json`` after every
+section (a timeout keeps what was measured) and to stdout as Markdown.
 
-    python3 bench/gpu.py --out "$OUT"            # on the device machine, from the repo root
+    python3 bench/gpu.py --quick --out "$OUT"      # preflight only: about 30 s
+    python3 bench/gpu.py --out "$OUT"              # everything: about 4 minutes on an H100
 
-What it prints (Markdown) and writes to ``--out/gpu.json``:
+The device machine's image lacks the web stack and piq: ``bench/gpu_wheels.sh`` (here, once)
+fills ``.whl/py311`` and ``.whl/py312``; the device call installs the set for its Python (the
+single call is in docs/benchmarks.md, GPU section). Without them the HTTP rows are skipped.
 
-1. Batch-size sweep through ``Scorer.score`` (what the batch worker runs: CPU tensors, pinned
-   copies, channels-last VGG19, every metric), batch 1..64 at 224 and 512 px, fp32 and bf16:
-   pairs/s, ms per batch, peak GPU memory, and beside it the bare VGG19 forward on the same rows
-   (the model's ceiling). Every pair has its own reference (no sharing, no cache): the worst case.
-2. Deviation of bf16, fp16 and default fp32 (cuDNN lets convolutions use TF32) from strict fp32
-   (TF32 off) on real photographs (scikit-image's) at 224 and 512: max and median relative
-   difference per score.
-3. Baselines on the same card: SSIM throughput of ``app.metrics.ssim`` against piq and
-   pytorch_msssim (skipped if not installed).
-4. A short HTTP run: ``simscore serve`` on the GPU (bf16, batches of 32), an asyncio client
-   posting 224 px photo pairs over loopback: req/s, pairs/s, p50/p95/p99, statuses, mean batch.
-   Needs fastapi, uvicorn, pydantic(-settings), python-multipart: the device image lacks them,
-   so carry them as wheels (``bench/gpu_wheels.sh`` here, then ``carry=[".whl"]`` and
-   ``pip install --target /tmp/site .whl/*.whl`` there); skipped with a note otherwise.
+Sections (``--sections``; each skipped, with a note, once ``--budget-s`` would be exceeded):
 
-Weights are the seeded random VGG19 (no download there): throughput does not depend on the
-values; deviations do a little, so the ImageNet figures may differ. Nothing here runs on a
-machine without CUDA.
+* ``preflight``: the card, torch, CUDA and cuDNN versions, which optional packages are there,
+  a forward pass in fp32 and bf16 at 64 px and a pinned upload, each timed.
+* ``sweep``: ``Scorer.score`` pairs/s by batch size at 224 and 512 px (every pair its own
+  reference), fp32 and bf16 eager, bf16 compiled at 224 (batches up to 16); the bare forward
+  pass on the same rows beside it (``share_of_bare``: what the metrics, the host copy and the
+  transfer leave of the model's rate) and the peak memory.
+* ``deviation``: bf16, fp16 and fp32 with TF32 against strict fp32 (TF32 off) on real
+  photographs (``bench/precision.py``'s pairs).
+* ``cudnn``: ``cudnn.benchmark`` off, then on, with aspect-ratio traffic (many shapes, each seen
+  a few times): first sight of a shape (autotuning) and repeat visits.
+* ``table``: ``bench/engine.py``'s table on the GPU: plain and tuned model alone, the service over
+  HTTP in fp32 and bf16 (compiled), piq.
+
+Weights are the seeded random VGG19: throughput does not depend on the values.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import functools
 import importlib.util
-import io
-import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import torch
-from PIL import Image, ImageFilter
-from skimage import data
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `python3 bench/gpu.py` without installing the project
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.metrics import ssim as simscore_ssim  # noqa: E402
-from app.models.vgg import VGGFeatures  # noqa: E402
-from app.models.weights import load_features  # noqa: E402
-from app.scoring import AUTOCAST_DTYPES, PairRequest, PairScores, Scorer  # noqa: E402
+from app.models.vgg import VGGFeatures
+from app.models.weights import load_features
+from app.scoring import ModelRunner, PairRequest, Scorer
+from app.scoring.device import configure_cuda
+from app.vocabulary import Precision
+from bench import engine, precision
+from bench.common import Results, distinct_pairs, header, load_average, median_seconds, table
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina")
-DISTORTIONS = ("jpeg", "blur", "noise", "colour")
-SCORES = ("vgg", "style", "ssim", "mse")
-HTTP_PACKAGES = ("fastapi", "uvicorn", "pydantic_settings", "multipart")
-
-# -- photographs -------------------------------------------------------------------------------
-
-
-def photo(name: str, side: int) -> np.ndarray:
-    """A scikit-image photograph, centre-cropped square and resized, uint8 RGB."""
-    loader: Callable[[], Any] = getattr(data, name)
-    image = np.asarray(loader())
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    h, w = image.shape[:2]
-    s = min(h, w)
-    image = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s, :3]
-    resized = Image.fromarray(np.ascontiguousarray(image)).resize(
-        (side, side), Image.Resampling.LANCZOS
-    )
-    out: np.ndarray = np.asarray(resized, dtype=np.uint8)
-    return out
+SECTIONS = ("preflight", "sweep", "deviation", "cudnn", "table")
+COMPILED_MAX_BATCH = 16  # the compiled sweep warms up (compiles) row counts 1 to 2 x this
+HTTP_PACKAGES = ("fastapi", "uvicorn", "pydantic_settings", "multipart", "httpx", "piq")
+# Aspect-ratio traffic: (width, height) as uploads keep them, after the 1024 px cap.
+ASPECT_SHAPES = (
+    (640, 480), (480, 640), (1024, 768), (768, 1024), (800, 600), (600, 400), (1024, 576),
+    (576, 1024), (512, 384), (720, 540), (960, 640), (400, 300),
+)  # fmt: skip
 
 
-def distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    """JPEG, blur, noise or a colour shift."""
-    rng = np.random.default_rng(seed)
-    if kind == "jpeg":
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=25)
-        return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    if kind == "blur":
-        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(2)))
-    if kind == "noise":
-        noisy = image.astype(np.float64) + rng.normal(0, 10, image.shape)
-        return np.clip(noisy, 0, 255).astype(np.uint8)
-    shifted = image.astype(np.float64) * np.array([1.08, 0.96, 0.9]) + 4
-    out: np.ndarray = np.clip(shifted, 0, 255).astype(np.uint8)
-    return out
-
-
-def tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(255).contiguous()
-
-
-def photo_pairs(side: int, count: int) -> list[PairRequest]:
-    """``count`` pairs, each its own photograph (cycled) and distortion; no shared reference."""
-    bases = [photo(name, side) for name in PHOTOS]
-    pairs = []
-    for i in range(count):
-        base = bases[i % len(bases)]
-        candidate = distort(base, DISTORTIONS[i % len(DISTORTIONS)], seed=i)
-        pairs.append(PairRequest(tensor(base), tensor(candidate)))
-    return pairs
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-# -- 1. batch-size sweep -----------------------------------------------------------------------
-
-
-DEVICE = torch.device("cuda")  # --device cpu only smoke-tests this script on a CPU machine
-
-
-def sync() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-
-
-@contextlib.contextmanager
-def autocast(precision: str) -> Iterator[None]:
-    if precision == "fp32" or DEVICE.type != "cuda":
-        yield
-    else:
-        with torch.autocast("cuda", dtype=AUTOCAST_DTYPES[precision]):
-            yield
-
-
-def timed(fn: Callable[[], object], min_s: float, min_iters: int = 3) -> float:
-    """Seconds per call of ``fn`` (synchronised), after one untimed call."""
-    fn()
-    sync()
-    started = time.perf_counter()
-    iters = 0
-    while iters < min_iters or time.perf_counter() - started < min_s:
-        fn()
-        iters += 1
-    sync()
-    return (time.perf_counter() - started) / iters
-
-
-def sweep(
-    extractor: VGGFeatures,
-    sides: Sequence[int],
-    precisions: Sequence[str],
-    batch_sizes: Sequence[int],
-    min_s: float,
-    deadline: float,
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    device = DEVICE
+def preflight(device: torch.device) -> dict[str, Any]:
+    """Versions, packages, and a forward pass per precision at 64 px (seconds, first and next)."""
     cuda = device.type == "cuda"
-    for side in sides:
-        pool = photo_pairs(side, max(batch_sizes))
-        for precision in precisions:
-            scorer = Scorer(extractor, device=device, precision=precision)
-            for batch in batch_sizes:
-                row: dict[str, Any] = {"side": side, "precision": precision, "batch": batch}
-                rows.append(row)
-                if time.monotonic() > deadline:
-                    row["status"] = "skipped (time budget)"
-                    continue
-                pairs = pool[:batch]
-                try:
-                    if cuda:
-                        torch.cuda.empty_cache()
-                        torch.cuda.reset_peak_memory_stats()
-                    seconds = timed(functools.partial(scorer.score, pairs), min_s)
-                    peak = torch.cuda.max_memory_allocated() if cuda else 0
-                    rows_in = torch.rand(2 * batch, 3, side, side, device=device)
-                    rows_in = rows_in.contiguous(memory_format=torch.channels_last)
-
-                    def bare(x: torch.Tensor = rows_in, p: str = precision) -> object:
-                        with torch.inference_mode(), autocast(p):
-                            return extractor(x)
-
-                    bare_s = timed(bare, min_s)
-                except torch.OutOfMemoryError:
-                    row["status"] = "OOM"
-                    torch.cuda.empty_cache()
-                    break  # larger batches will not fit either
-                row.update(
-                    status="ok",
-                    pairs_per_s=round(batch / seconds, 1),
-                    ms_per_batch=round(seconds * 1000, 2),
-                    peak_gib=round(peak / 2**30, 2),
-                    bare_pairs_per_s=round(batch / bare_s, 1),
-                    share_of_bare=round(bare_s / seconds, 3),
-                )
-                print(json.dumps(row), flush=True)
-    return rows
-
-
-# -- 2. precision deviation --------------------------------------------------------------------
-
-
-def deviation(extractor: VGGFeatures, sides: Sequence[int]) -> list[dict[str, Any]]:
-    """Relative deviation of each precision's scores from strict fp32 (TF32 off)."""
-    device = DEVICE
-    out: list[dict[str, Any]] = []
-    for side in sides:
-        pairs = photo_pairs(side, 12)
-        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            strict = Scorer(extractor, device=device).score(pairs)
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-        for precision in ("fp32", "bf16", "fp16"):
-            got = Scorer(extractor, device=device, precision=precision).score(pairs)
-            label = "fp32 (TF32 convs, default)" if precision == "fp32" else precision
-            out.append({"side": side, "precision": label, **relative(strict, got)})
-    return out
-
-
-def relative(reference: Sequence[PairScores], other: Sequence[PairScores]) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for name in SCORES:
-        diffs = []
-        for a, b in zip(reference, other, strict=True):
-            x, y = getattr(a, name), getattr(b, name)
-            diffs.append(abs(y - x) / max(abs(x), 1e-12))
-        result[f"{name}_max"] = float(max(diffs))
-        result[f"{name}_median"] = float(statistics.median(diffs))
-    return result
-
-
-# -- 3. baselines ------------------------------------------------------------------------------
-
-
-def baselines(side: int, batch: int, min_s: float) -> list[dict[str, Any]]:
-    """SSIM throughput (pairs/s) of simscore, piq and pytorch_msssim on the same tensors."""
-    device = DEVICE
-    x = torch.rand(batch, 3, side, side, device=device)
-    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
-    candidates: dict[str, Callable[[], object]] = {
-        "simscore app.metrics.ssim": lambda: simscore_ssim(x, y)
-    }
-    if importlib.util.find_spec("piq"):
-        import piq
-
-        candidates["piq.ssim (downsample=False)"] = lambda: piq.ssim(
-            x, y, data_range=1.0, reduction="none", downsample=False
-        )
-    if importlib.util.find_spec("pytorch_msssim"):
-        import pytorch_msssim
-
-        candidates["pytorch_msssim.ssim"] = lambda: pytorch_msssim.ssim(
-            x, y, data_range=1.0, size_average=False
-        )
-    rows = []
-    for name, fn in candidates.items():
-        with torch.inference_mode():
-            seconds = timed(fn, min_s)
-        rows.append({"what": name, "side": side, "batch": batch, "pairs_per_s": batch / seconds})
-    return rows
-
-
-# -- 4. HTTP -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def drive(
-    base: str, bodies: Sequence[dict[str, Any]], workers: int, seconds: float
-) -> dict[str, Any]:
-    """``workers`` clients posting pairs back to back for ``seconds``."""
-    import httpx
-
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    stop_at = time.monotonic() + seconds
-
-    async def worker(index: int, client: httpx.AsyncClient) -> None:
-        turn = index
-        while time.monotonic() < stop_at:
-            started = time.monotonic()
-            response = await client.post(f"{base}/compare", files=bodies[turn % len(bodies)])
-            latencies.append(time.monotonic() - started)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            turn += workers
-
-    limits = httpx.Limits(max_connections=workers)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        started = time.monotonic()
-        await asyncio.gather(*(worker(i, client) for i in range(workers)))
-        elapsed = time.monotonic() - started
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
-
-    return {
-        "requests": len(latencies),
-        "elapsed_s": round(elapsed, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": pct(0.5),
-        "p95_ms": pct(0.95),
-        "p99_ms": pct(0.99),
-        "statuses": statuses,
-    }
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def http_run(precision: str, workers: int, seconds: float, log_path: Path) -> dict[str, Any]:
-    missing = [name for name in HTTP_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        return {"status": f"skipped: {', '.join(missing)} not installed (bench/gpu_wheels.sh)"}
-    import httpx
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "SIMSCORE_WEIGHTS": "random",
-        "SIMSCORE_DEVICE": str(DEVICE),
-        "SIMSCORE_PRECISION": precision,
-        "SIMSCORE_MAX_BATCH_SIZE": "32",
-        "SIMSCORE_QUEUE_SIZE": "1024",
-        "SIMSCORE_DECODE_THREADS": "8",
-        "SIMSCORE_WARMUP_SIDES": "224",
-        "SIMSCORE_LOG_LEVEL": "warning",
-    }
-    bodies = []
-    for i, name in enumerate(PHOTOS):
-        base_image = photo(name, 224)
-        candidate = distort(base_image, DISTORTIONS[i % len(DISTORTIONS)], seed=i)
-        bodies.append(
-            {
-                "reference": ("r.png", png(base_image), "image/png"),
-                "candidate": ("c.png", png(candidate), "image/png"),
-            }
-        )
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    return {"status": f"server did not start; see {log_path.name}"}
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.5)
-            before = httpx.get(f"{base}/metrics").text
-            result = asyncio.run(drive(base, bodies, workers, seconds))
-            after = httpx.get(f"{base}/metrics").text
-        finally:
-            server.terminate()
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    pairs = metric(after, "simscore_batch_size_sum") - metric(before, "simscore_batch_size_sum")
-    batches = metric(after, "simscore_batch_size_count") - metric(
-        before, "simscore_batch_size_count"
-    )
-    busy = metric(after, "simscore_inference_seconds_sum") - metric(
-        before, "simscore_inference_seconds_sum"
-    )
-    result.update(
-        status="ok",
-        precision=precision,
-        workers=workers,
-        pairs_per_s=round(pairs / result["elapsed_s"], 1),
-        mean_batch=round(pairs / batches, 2) if batches else 0.0,
-        model_busy=round(busy / result["elapsed_s"], 3),
-    )
-    return result
-
-
-# -- report ------------------------------------------------------------------------------------
-
-
-def markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for column in columns:
-            value = row.get(column, "")
-            cells.append(f"{value:.3g}" if isinstance(value, float) and value < 1 else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/gpu")))
-    parser.add_argument("--sides", default="224,512")
-    parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
-    parser.add_argument("--min-s", type=float, default=0.6, help="timed seconds per config")
-    parser.add_argument("--sweep-budget-s", type=float, default=150.0)
-    parser.add_argument("--baseline-side", type=int, default=512)
-    parser.add_argument("--baseline-batch", type=int, default=32)
-    parser.add_argument("--http-precision", default="bf16")
-    parser.add_argument("--http-workers", type=int, default=64)
-    parser.add_argument("--http-seconds", type=float, default=20.0)
-    parser.add_argument("--device", default="cuda", help="'cpu' only smoke-tests the script")
-    args = parser.parse_args(argv)
-    global DEVICE
-    DEVICE = torch.device(args.device)
-    if DEVICE.type == "cuda" and not torch.cuda.is_available():
-        print("bench/gpu.py needs CUDA; nothing to measure here", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    sides = [int(s) for s in args.sides.split(",")]
-    torch.backends.cudnn.benchmark = True
-    features, _ = load_features("random", seed=0)
-    extractor = VGGFeatures(features)
-    cuda = DEVICE.type == "cuda"
-    info = {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "gpu": torch.cuda.get_device_name(0) if cuda else f"none (smoke test on {DEVICE})",
-        "gpu_memory_gib": (
-            round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else 0
+    info: dict[str, Any] = {
+        "gpu": torch.cuda.get_device_name(device) if cuda else f"none ({device}: a smoke test)",
+        "memory_gib": (
+            round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1) if cuda else 0
         ),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
-        "command": " ".join(["bench/gpu.py", *(argv if argv is not None else sys.argv[1:])]),
+        "python": sys.version.split()[0],
+        "packages": {name: importlib.util.find_spec(name) is not None for name in HTTP_PACKAGES},
     }
-    print(json.dumps(info), flush=True)
-    report: dict[str, Any] = {"info": info}
-    report["sweep"] = sweep(
-        extractor,
-        sides,
-        args.precisions.split(","),
-        [int(b) for b in args.batch_sizes.split(",")],
-        args.min_s,
-        started + args.sweep_budget_s,
-    )
-    report["deviation"] = deviation(extractor, sides)
-    report["baselines"] = baselines(args.baseline_side, args.baseline_batch, args.min_s)
-    report["http"] = http_run(
-        args.http_precision, args.http_workers, args.http_seconds, args.out / "server.log"
-    )
-    report["total_s"] = round(time.monotonic() - started, 1)
-    (args.out / "gpu.json").write_text(json.dumps(report, indent=2))
+    extractor = _extractor()
+    for name in ("fp32", "bf16"):
+        runner = ModelRunner(extractor, device=device, precision=_precision(name))
+        started = time.perf_counter()
+        images = runner.upload([torch.rand(3, 64, 64)] * 4, [torch.rand(3, 64, 64)] * 4)
+        runner.forward(images)
+        runner.synchronize()
+        first = time.perf_counter() - started
+        again = median_seconds(partial(runner.forward, images), repeats=5, device=device)
+        info[f"forward_{name}_ms"] = {"first": round(first * 1000), "next": round(again * 1000, 2)}
+    return info
 
-    print(f"\n## GPU: {info['gpu']}, torch {info['torch']}, {info['date']}\n")
-    cols = ["side", "precision", "batch", "status", "pairs_per_s", "ms_per_batch", "peak_gib"]
-    print(markdown(report["sweep"], [*cols, "bare_pairs_per_s", "share_of_bare"]))
-    print("\n### Deviation from strict fp32 (relative)\n")
-    dev_cols = ["side", "precision"] + [f"{n}_{k}" for n in SCORES for k in ("max", "median")]
-    print(markdown(report["deviation"], dev_cols))
-    print("\n### SSIM baselines\n")
-    print(markdown(report["baselines"], ["what", "side", "batch", "pairs_per_s"]))
-    print("\n### HTTP\n")
-    print(json.dumps(report["http"], indent=2))
-    print(f"\ntotal {report['total_s']} s; JSON in {args.out / 'gpu.json'}")
+
+def sweep(
+    device: torch.device,
+    sides: Sequence[int],
+    batches: Sequence[int],
+    deadline: float,
+    compiled_too: bool,
+) -> list[dict[str, Any]]:
+    extractor = _extractor()
+    rows: list[dict[str, Any]] = []
+    modes: list[tuple[str, bool]] = [("fp32", False), ("bf16", False)]
+    if compiled_too:
+        modes.append(("bf16", True))
+    for side in sides:
+        pool = distinct_pairs(side, max(batches))
+        for name, compiled in modes:
+            if compiled and side != sides[0]:
+                continue
+            runner = ModelRunner(
+                extractor, device=device, precision=_precision(name), compile_model=compiled
+            )
+            sizes = [b for b in batches if b <= COMPILED_MAX_BATCH] if compiled else batches
+            if compiled:
+                started = time.monotonic()
+                runner.warm_up([(side, side)], max(sizes))
+                print(f"compiled {side} px in {time.monotonic() - started:.0f} s", flush=True)
+            scorer = Scorer(runner)
+            for batch in sizes:
+                row: dict[str, Any] = {"side": side, "precision": name, "compiled": compiled}
+                row["batch"] = batch
+                rows.append(row)
+                if time.monotonic() > deadline:
+                    row["status"] = "skipped (budget)"
+                    continue
+                row.update(_sweep_row(runner, scorer, pool[:batch], device))
+                print(row, flush=True)
+                if row["status"] == "OOM":
+                    break
+    return rows
+
+
+def _sweep_row(
+    runner: ModelRunner, scorer: Scorer, pairs: list[PairRequest], device: torch.device
+) -> dict[str, Any]:
+    n = len(pairs)
+    cuda = device.type == "cuda"
+    try:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = median_seconds(partial(scorer.score, pairs), repeats=5, device=device)
+        peak = torch.cuda.max_memory_allocated(device) if cuda else 0
+        images = runner.upload([p.reference for p in pairs], [p.candidate for p in pairs])
+        bare = median_seconds(partial(runner.forward, images), repeats=5, device=device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return {"status": "OOM"}
+    return {
+        "status": "ok",
+        "pairs_per_s": round(n / seconds, 1),
+        "ms_per_batch": round(seconds * 1000, 2),
+        "bare_pairs_per_s": round(n / bare, 1),
+        "share_of_bare": round(bare / seconds, 3),
+        "peak_gib": round(peak / 2**30, 2),
+    }
+
+
+def deviation(device: torch.device, side: int) -> list[dict[str, Any]]:
+    """Each precision (and TF32) against strict fp32, on the precision benchmark's pairs."""
+    extractor = _extractor()
+    pairs, _ = precision.photo_pairs(side, precision.PHOTOS[:4], precision.DISTORTIONS, (0.25, 1.0))
+    configure_cuda(tf32=False, cudnn_benchmark=False)
+    strict = precision.score_all(Scorer(ModelRunner(extractor, device=device)), pairs, 16)
+    out = []
+    for name in ("fp32+tf32", "bf16", "fp16"):
+        configure_cuda(tf32=name == "fp32+tf32", cudnn_benchmark=False)
+        runner = ModelRunner(extractor, device=device, precision=_precision(name.split("+")[0]))
+        scores = precision.score_all(Scorer(runner), pairs, 16)
+        _, data = precision.deviation_rows(strict, scores)
+        out.append({"precision": name, "identical_exact": precision.identical_exact(scores[-1])})
+        out[-1].update({f"{k}_{m}": v[m] for k, v in data.items() for m in v})
+    configure_cuda(tf32=False, cudnn_benchmark=False)
+    return out
+
+
+def cudnn_benchmark(
+    device: torch.device, batch: int, visits: int, scale: float
+) -> list[dict[str, Any]]:
+    """``cudnn.benchmark`` off, then on: the same stream of aspect-ratio batches (``scale``
+    shrinks the shapes, for a smoke test)."""
+    extractor = _extractor()
+    shapes = [(max(16, round(w * scale)), max(16, round(h * scale))) for w, h in ASPECT_SHAPES]
+    stream: list[list[PairRequest]] = []
+    for visit in range(visits):
+        for width, height in shapes:
+            crop = (slice(None), slice(0, height), slice(0, width))
+            pairs = distinct_pairs(max(width, height), batch, first_seed=visit * batch)
+            stream.append([PairRequest(p.reference[crop], p.candidate[crop]) for p in pairs])
+    out = []
+    for on in (False, True):
+        configure_cuda(tf32=False, cudnn_benchmark=on)
+        scorer = Scorer(ModelRunner(extractor, device=device))
+        seconds = []
+        for pairs in stream:
+            started = time.perf_counter()
+            scorer.score(pairs)
+            seconds.append(time.perf_counter() - started)
+        first, repeat = seconds[: len(ASPECT_SHAPES)], seconds[len(ASPECT_SHAPES) :]
+        out.append(
+            {
+                "cudnn_benchmark": on,
+                "shapes": len(ASPECT_SHAPES),
+                "batch": batch,
+                "first_visit_ms_median": round(1000 * statistics.median(first), 1),
+                "first_visit_ms_max": round(1000 * max(first), 1),
+                "repeat_ms_median": round(1000 * statistics.median(repeat), 1) if repeat else None,
+                "total_s": round(sum(seconds), 2),
+            }
+        )
+        print(out[-1], flush=True)
+    configure_cuda(tf32=False, cudnn_benchmark=False)
+    return out
+
+
+def _extractor() -> VGGFeatures:
+    features, _ = load_features("random", seed=0)
+    return VGGFeatures(features)
+
+
+def _precision(name: str) -> Precision:
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ValueError(name)
+    return cast(Precision, name)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
+    return table(columns, cells)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+    return str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("results/gpu"))
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke test of this script")
+    parser.add_argument("--quick", action="store_true", help="the preflight only (seconds)")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--budget-s", type=float, default=270.0, help="skip sections past it")
+    parser.add_argument("--sides", default="224,512")
+    parser.add_argument("--batch-sizes", default="1,4,8,16,32,64")
+    parser.add_argument("--cudnn-batch", type=int, default=4)
+    parser.add_argument("--cudnn-visits", type=int, default=3)
+    parser.add_argument("--cudnn-scale", type=float, default=1.0, help="shrink the shapes")
+    parser.add_argument(
+        "--compiled",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sweep: bf16 compiled",
+    )
+    parser.add_argument("--table-pairs", type=int, default=32, help="max batch of the table")
+    parser.add_argument("--table-clients", type=int, default=64)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench/gpu.py needs CUDA (--device cpu: a smoke test of the script)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    deadline = started + args.budget_s
+    sections = ["preflight"] if args.quick else args.sections.split(",")
+    print(header("simscore GPU benchmark", device), flush=True)
+    results = Results(args.out, "gpu", {"argv": sys.argv, "load_average": load_average()})
+    sides = [int(s) for s in args.sides.split(",")]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    runs: dict[str, Callable[[], Any]] = {
+        "preflight": lambda: preflight(device),
+        "sweep": lambda: sweep(device, sides, batches, deadline, args.compiled),
+        "deviation": lambda: deviation(device, sides[0]),
+        "cudnn": lambda: cudnn_benchmark(
+            device, args.cudnn_batch, args.cudnn_visits, args.cudnn_scale
+        ),
+        "table": lambda: _table(args),
+    }
+    for section in sections:
+        if section != "preflight" and time.monotonic() > deadline:
+            results.add(section, "skipped: past --budget-s")
+            print(f"## {section}: skipped (past --budget-s)\n", flush=True)
+            continue
+        begun = time.monotonic()
+        value = runs[section]()
+        results.add(section, value)
+        text = value[0] if isinstance(value, tuple) else markdown(_rows(value))
+        print(f"## {section} ({time.monotonic() - begun:.0f} s)\n\n{text}\n", flush=True)
+    print(f"total {time.monotonic() - started:.0f} s; JSON in {results.path}", flush=True)
     return 0
+
+
+def _rows(value: object) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [{"key": k, "value": v} for k, v in value.items()]
+    if isinstance(value, list):
+        return value
+    return [{"value": value}]
+
+
+def _table(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | str:
+    missing = [name for name in HTTP_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"skipped: {', '.join(missing)} not installed (bench/gpu_wheels.sh)"
+    table_args = engine.parse_args(
+        [
+            f"--device={args.device}",
+            "--side=224",
+            f"--pairs={args.table_pairs}",
+            f"--clients={args.table_clients}",
+            "--rounds=2",
+            "--batches=10",
+            "--http-seconds=10",
+        ]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    return engine.service_table(table_args, args.out)
 
 
 if __name__ == "__main__":

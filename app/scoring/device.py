@@ -19,9 +19,11 @@ from app.vocabulary import Precision
 
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bf16 units
 # Allocation failures a smaller batch may avoid, as torch, cuBLAS and cuDNN word them.
+# (tests/scoring/test_device.py holds the real messages each pattern is for.)
 OUT_OF_MEMORY_MESSAGES = re.compile(
     r"out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED|"
-    r"CUDNN_STATUS_NOT_ENOUGH_WORKSPACE|can't allocate memory|failed to allocate",
+    r"CUDNN_STATUS_NOT_ENOUGH_WORKSPACE|can't allocate memory|not enough memory|"
+    r"failed to allocate",
     re.IGNORECASE,
 )
 # glibc mallopt parameters (malloc.h)
@@ -53,13 +55,29 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name ("unknown CPU" where /proc/cpuinfo cannot be read)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def native_bf16(flags: frozenset[str]) -> list[str]:
+    """The CPU's native bf16 units among ``CPU_BF16_FLAGS`` (empty: bf16 would be emulated)."""
+    return [flag for flag in CPU_BF16_FLAGS if flag in flags]
+
+
 def check_precision(precision: Precision, device: torch.device, flags: frozenset[str]) -> None:
     """Refuse a precision the device cannot run natively (emulated bf16 is slower than fp32)."""
     if precision == "fp32" or device.type == "cuda":
         return
     if precision == "fp16":
         raise StartupError("SIMSCORE_PRECISION=fp16 needs CUDA; on a CPU use fp32 or bf16")
-    if not flags & set(CPU_BF16_FLAGS):
+    if not native_bf16(flags):
         raise StartupError(
             "SIMSCORE_PRECISION=bf16 needs a CPU with AMX or AVX512-BF16 (Intel Sapphire "
             "Rapids or later, AMD Zen 4 or later); this CPU has neither, and emulated bf16 is "

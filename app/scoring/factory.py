@@ -17,6 +17,8 @@ from app.scoring.device import (
     check_precision,
     configure_cuda,
     cpu_flags,
+    cpu_model,
+    native_bf16,
     resolve_device,
     tune_cpu_allocator,
 )
@@ -36,7 +38,8 @@ def build_scorer(
     Raises ``StartupError`` or ``WeightsError`` with a message that says what to change.
     """
     device = resolve_device(settings.device)
-    check_precision(settings.precision, device, cpu_flags())
+    flags = cpu_flags()
+    check_precision(settings.precision, device, flags)
     if device.type == "cuda":
         configure_cuda(tf32=settings.tf32_enabled, cudnn_benchmark=settings.cudnn_benchmark)
     if settings.torch_threads:
@@ -54,6 +57,11 @@ def build_scorer(
         compile_model=settings.compile_enabled,
         compile_cache_dir=settings.compile_cache_dir,
     )
+    if settings.compile_enabled and not settings.warmup_shapes:
+        log.warning(
+            "SIMSCORE_COMPILE is on but SIMSCORE_WARMUP_SIDES is empty: nothing is compiled "
+            "(shapes are compiled at warm-up only, so that no request waits for a compile)"
+        )
     cache = ReferenceCache(
         settings.reference_cache_size, settings.reference_cache_max_bytes, observer
     )
@@ -65,12 +73,21 @@ def build_scorer(
         precision=settings.precision,
     )
     log.info(
-        "model loaded: vgg19 weights=%s sha256=%s device=%s precision=%s compile=%s tf32=%s",
+        "model loaded: vgg19 weights=%s sha256=%s device=%s (%s) precision=%s compile=%s tf32=%s",
         info.weights,
         info.sha256,
         info.device,
+        _describe(device, flags),
         info.precision,
-        settings.compile_enabled,
+        f"on, warm shapes {settings.warmup_sides}" if settings.compile_enabled else "off",
         settings.tf32_enabled if device.type == "cuda" else "n/a",
     )
     return Scorer(runner, cache), info
+
+
+def _describe(device: torch.device, flags: frozenset[str]) -> str:
+    """The hardware behind the device, for the start-up log line."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    units = native_bf16(flags)
+    return f"{cpu_model()}, bf16 units: {', '.join(units) if units else 'none'}"

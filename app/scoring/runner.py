@@ -1,9 +1,15 @@
 """The model beside its device: VGG19's taps for a batch of images, fast and on the right device.
 
-``ModelRunner`` owns the device policy (precision and autocast, memory layout, compiled kernels,
-TF32 and cuDNN settings), the warm-up, and the host-to-device path: a batch's references and
-candidates are written once into one host buffer (pinned and reused on CUDA) and copied to the
+``ModelRunner`` owns the device policy (precision and autocast, memory layout, compiled kernels),
+the warm-up, and the host-to-device path: a batch's references and candidates are written once
+into one host buffer in the forward's memory layout (pinned and reused on CUDA) and copied to the
 device in one transfer.
+
+Compiled kernels (``compile_model``): ``torch.compile`` (inductor, frozen weights) traces only
+during the warm-up, for each warmed image shape and every row count a batch of that shape can
+bring (1 to ``2 * max_batch_size``), with the batch axis dynamic so that row counts share graphs.
+A shape that was not warmed up runs the eager module, never the compiled one: no request waits
+for a compile. Graphs keep height and width static (kernels specialised per shape).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -23,7 +30,27 @@ from app.vocabulary import Precision
 log = logging.getLogger(__name__)
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_BACKEND: str | Callable[..., Any] = "inductor"  # tests swap in a counting backend
 Shape = tuple[int, int]  # (height, width)
+Taps = Callable[[torch.Tensor], list[torch.Tensor]]
+
+
+class CopyDone(Protocol):
+    """Marks when an asynchronous host-to-device copy has read its source (a CUDA event)."""
+
+    def record(self) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+
+def pinned_empty(numel: int) -> torch.Tensor:
+    """A flat float32 host buffer in page-locked memory (what makes a copy asynchronous)."""
+    return torch.empty(numel, dtype=torch.float32, device="cpu", pin_memory=True)
+
+
+def copy_event() -> CopyDone:
+    event: CopyDone = torch.cuda.Event()  # type: ignore[no-untyped-call]
+    return event
 
 
 class ModelRunner:
@@ -43,12 +70,18 @@ class ModelRunner:
         self.precision: Precision = precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.extractor = extractor.to(device).to(memory_format=self.memory_format).eval()
-        self._compiled: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+        self.pin_memory = device.type == "cuda"  # pinned host buffer, asynchronous copy
+        self._compiled: Taps | None = None
         self._compiled_shapes: set[Shape] = set()
         if compile_model:
             self._compiled = _compile(self.extractor, device, compile_cache_dir)
         self._pinned: torch.Tensor | None = None
-        self._copied: torch.cuda.Event | None = None
+        self._copied: CopyDone | None = None
+
+    @property
+    def compiling(self) -> bool:
+        """Whether warmed-up shapes get compiled kernels."""
+        return self._compiled is not None
 
     @property
     def compiled_shapes(self) -> frozenset[Shape]:
@@ -61,46 +94,54 @@ class ModelRunner:
         """``(R + C, 3, H, W)`` on the device: the references, then the candidates.
 
         One host copy into a buffer in the forward's memory layout (pinned and reused on CUDA),
-        then one transfer to the device.
+        then one transfer to the device (none on the CPU).
         """
         images = [*references, *candidates]
-        shape = (len(images), *images[0].shape)
-        host = self._host_buffer(shape)
+        host = self._host_buffer((len(images), *images[0].shape))
         for row, image in enumerate(images):
             host[row].copy_(image)
-        if self.device.type != "cuda":
+        if self.device.type == "cpu":
             return host
-        on_device = host.to(self.device, non_blocking=True)
-        self._copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
-        self._copied.record()
+        on_device = host.to(self.device, non_blocking=self.pin_memory)
+        if self.pin_memory:
+            self._copied = copy_event()
+            self._copied.record()
         return on_device
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The five taps of ``images`` ``(N, 3, H, W)`` in [0, 1], compiled where warmed up."""
-        images = images.contiguous(memory_format=self.memory_format)
+        """The five taps of ``images`` ``(N, 3, H, W)`` in [0, 1]: compiled kernels for a shape
+        warmed up with compilation on, the eager module for any other."""
         shape = (int(images.shape[2]), int(images.shape[3]))
-        module = self._compiled if shape in self._compiled_shapes else None
-        with self._autocast():
-            if module is None:
-                return list(self.extractor(images))
-            torch._dynamo.mark_dynamic(images, 0)
-            return list(module(images))
+        with torch.inference_mode(), self._autocast():
+            if self._compiled is None or shape not in self._compiled_shapes:
+                return list(self.extractor(images.contiguous(memory_format=self.memory_format)))
+            # The compiled graphs were traced on inference tensors: give them one (a tensor
+            # made outside inference mode would fail the guards and recompile).
+            if images.is_inference():
+                images = images.contiguous(memory_format=self.memory_format)
+            else:
+                images = images.clone(memory_format=self.memory_format)
+            return self._compiled(_batch_dynamic(images))
 
     def warm_up(self, shapes: Iterable[Shape], batch_size: int) -> None:
-        """Run every row count a batch of ``shape`` can bring (1 to ``2 * batch_size``: uncached
-        references plus candidates) once per shape: the allocator and cuDNN settle, and with
-        compilation on, the shape's kernels are compiled (eager until then)."""
+        """Run each shape at ``2 * batch_size`` rows (uncached references plus candidates) so
+        the allocator and oneDNN/cuDNN settle. With compilation on, or on CUDA (where cuDNN picks
+        algorithms per input shape), run every row count a batch can bring, from
+        ``2 * batch_size`` down to 1."""
+        shapes = list(dict.fromkeys(shapes))
+        rows = 2 * batch_size
+        if self._compiled is not None:
+            _allow_graphs(len(shapes) * rows)
         generator = torch.Generator().manual_seed(0)
         with torch.inference_mode():
             for height, width in shapes:
-                images = torch.rand(2 * batch_size, 3, height, width, generator=generator)
+                images = torch.rand(rows, 3, height, width, generator=generator, device="cpu")
                 images = images.to(self.device)
-                self.forward(images)
-                if self._compiled is not None:
-                    self._compile_shape(images)
-                if self.device.type == "cuda":
-                    for rows in range(1, 2 * batch_size + 1):
-                        self.forward(images[:rows])
+                if self._compiled is not None and self._compile_shape(images):
+                    continue  # every row count ran, compiled
+                counts = range(rows, 0, -1) if self.device.type == "cuda" else [rows]
+                for count in counts:
+                    self.forward(images[:count])
         self.synchronize()
 
     def synchronize(self) -> None:
@@ -116,15 +157,28 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _compile_shape(self, images: torch.Tensor) -> None:
+    def _compile_shape(self, images: torch.Tensor) -> bool:
+        """Compile the extractor for ``images``' shape by running every row count up to
+        ``images``', from the largest down; whether it worked (if not, the shape stays eager).
+
+        The batch axis is dynamic, so row counts share graphs; dynamo still splits them into a
+        few (1 alone; oneDNN picks its convolution by batch size, so 2-15 and 16 up differ):
+        running each count here leaves none to compile on the request path."""
+        import torch._inductor.config as inductor_config
+
         shape = (int(images.shape[2]), int(images.shape[3]))
         self._compiled_shapes.add(shape)
         try:
-            for rows in sorted({1, 2, images.shape[0]}):
-                self.forward(images[:rows])
+            # Freezing: the weights become constants, folded and pre-packed for oneDNN (set
+            # while tracing: torch.compile's `options` do not reach it).
+            with inductor_config.patch(freezing=True):
+                for count in range(images.shape[0], 0, -1):
+                    self.forward(images[:count])
         except Exception:
             self._compiled_shapes.discard(shape)
             log.exception("compiling the extractor for %s failed; that shape runs eagerly", shape)
+            return False
+        return True
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":
@@ -132,31 +186,48 @@ class ModelRunner:
         return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
     def _host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
-        if self.device.type != "cuda":
-            return torch.empty(shape).contiguous(memory_format=self.memory_format)
-        numel = 1
-        for size in shape:
-            numel *= size
-        if self._copied is not None:
-            self._copied.synchronize()  # the last batch's copy has left the buffer
-        if self._pinned is None or self._pinned.numel() < numel:
-            self._pinned = torch.empty(numel, pin_memory=True)
+        """A host tensor of ``shape`` in the forward's layout: fresh on the CPU (the device
+        itself), a view of the reused pinned buffer otherwise."""
         strides = torch.empty(shape, device="meta").contiguous(memory_format=self.memory_format)
+        if not self.pin_memory:
+            return torch.empty_strided(shape, strides.stride(), device="cpu")
+        numel = strides.numel()
+        if self._copied is not None:
+            self._copied.synchronize()  # the last batch's copy has read the buffer
+        if self._pinned is None or self._pinned.numel() < numel:
+            self._pinned = pinned_empty(numel)
         return self._pinned[:numel].as_strided(shape, strides.stride())
 
 
-def _compile(
-    extractor: VGGFeatures, device: torch.device, cache_dir: Path | None
-) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """``torch.compile`` (inductor) with frozen weights; kernels cached in ``cache_dir``."""
+def _batch_dynamic(images: torch.Tensor) -> torch.Tensor:
+    """Mark the batch axis dynamic and height and width static for the compiled module."""
+    torch._dynamo.mark_dynamic(images, 0)
+    torch._dynamo.mark_static(images, 2)
+    torch._dynamo.mark_static(images, 3)
+    return images
+
+
+def _allow_graphs(graphs: int) -> None:
+    """Let dynamo keep up to ``graphs`` graphs of the extractor (its default limit is 8 per
+    function; past it, calls fall back to eager with a warning)."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, graphs)
+
+
+def _compile(extractor: VGGFeatures, device: torch.device, cache_dir: Path | None) -> Taps:
+    """``torch.compile`` (inductor), kernels cached in ``cache_dir``. Nothing is traced until
+    the first call (``ModelRunner._compile_shape``)."""
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True  # weights become constants: folded and pre-packed
+        os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
     log.info("compiling the extractor on %s (cache: %s)", device, cache_dir or "inductor's default")
-    compiled: Callable[[torch.Tensor], list[torch.Tensor]] = torch.compile(
-        extractor, backend="inductor"
+    module: Callable[[torch.Tensor], Sequence[torch.Tensor]] = torch.compile(
+        extractor, backend=COMPILE_BACKEND
     )
-    return compiled
+
+    def taps(images: torch.Tensor) -> list[torch.Tensor]:
+        return list(module(images))
+
+    return taps

@@ -1,0 +1,102 @@
+"""The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, the pinned
+host buffer, memory gauges, out-of-memory recognition. Skipped without CUDA (every test here is
+marked ``gpu``); run on a GPU machine with ``python -m pytest -m gpu tests/gpu``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from app.config import Settings
+from app.models.vgg import VGGFeatures
+from app.scoring import ModelRunner, PairRequest, Scorer
+from app.scoring.device import is_out_of_memory
+from tests.support.http import pair_files, sample
+from tests.support.images import distort, encode, photo
+from tests.support.servers import running_client, service_of
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+SIDE = 64
+REL_FP32 = 1e-4  # docs/deploy.md: GPU fp32 (TF32 off) against the CPU
+REL_BF16 = 0.05
+
+
+def compare(settings: Settings, metrics: str | None = None) -> tuple[dict[str, Any], Any]:
+    """Score the same photograph pair through the app; the JSON and the app."""
+    image = photo("astronaut", SIDE)
+    files = pair_files(encode(image), encode(distort(image, "jpeg")))
+    data = {"metrics": metrics} if metrics else {}
+    with running_client(settings) as client:
+        response = client.post("/compare", files=files, data=data)
+        assert response.status_code == 200, response.text
+        return response.json(), client.app
+
+
+@pytest.fixture
+def cpu_scores(make_settings: Callable[..., Settings]) -> dict[str, float]:
+    body, _ = compare(make_settings(device="cpu"))
+    scores: dict[str, float] = body["scores"]
+    return scores
+
+
+def test_fp32_on_cuda_agrees_with_the_cpu(
+    make_settings: Callable[..., Settings], cpu_scores: dict[str, float]
+) -> None:
+    body, app = compare(make_settings(device="cuda", precision="fp32", tf32=False))
+    assert body["model"]["device"].startswith("cuda")
+    for name, value in cpu_scores.items():
+        assert body["scores"][name] == pytest.approx(value, rel=REL_FP32), name
+    assert sample(app, "simscore_gpu_memory_reserved_bytes") > 0
+
+
+def test_bf16_compiled_on_cuda_is_ready_with_its_warm_shape(
+    make_settings: Callable[..., Settings], cpu_scores: dict[str, float]
+) -> None:
+    settings = make_settings(
+        device="cuda", precision="bf16", warmup_sides=[str(SIDE)], max_batch_size=2
+    )
+    with running_client(settings) as client:
+        runner = service_of(client.app).pipeline.scorer.runner  # type: ignore[union-attr]
+        assert runner.compiling and runner.compiled_shapes == {(SIDE, SIDE)}
+    body, _ = compare(settings)
+    for name in ("vgg", "style"):
+        assert body["scores"][name] == pytest.approx(cpu_scores[name], rel=REL_BF16), name
+    for name in ("ssim", "mse"):  # pixel scores: fp32 on the GPU, other kernels than the CPU's
+        assert body["scores"][name] == pytest.approx(cpu_scores[name], rel=REL_FP32), name
+
+
+def test_identical_pair_is_exact_on_cuda(make_settings: Callable[..., Settings]) -> None:
+    image = encode(photo("coffee", SIDE))
+    with running_client(make_settings(device="cuda", precision="bf16")) as client:
+        body = client.post("/compare", files=pair_files(image, image)).json()
+    assert body["scores"]["vgg"] == 0.0 and body["scores"]["style"] == 0.0
+    assert body["scores"]["ssim"] == 1.0 and body["scores"]["psnr"] is None
+
+
+def test_upload_uses_one_reused_pinned_buffer(extractor: VGGFeatures) -> None:
+    runner = ModelRunner(extractor, device=torch.device("cuda"))
+    images = [torch.rand(3, 32, 32) for _ in range(4)]
+    first = runner.upload(images[:2], images[2:])
+    assert first.is_cuda and first.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(first.cpu(), torch.stack(images))
+    pinned = runner._pinned
+    assert pinned is not None and pinned.is_pinned()
+    runner.upload(images[:1], images[1:2])
+    assert runner._pinned is pinned
+    scores = Scorer(runner).score([PairRequest(images[0], images[1])])
+    assert scores[0].vgg is not None and scores[0].vgg > 0
+
+
+def test_a_real_cuda_out_of_memory_is_recognised() -> None:
+    free, _ = torch.cuda.mem_get_info()
+    with pytest.raises(torch.OutOfMemoryError) as caught:
+        torch.empty(free * 4, dtype=torch.uint8, device="cuda")
+    assert is_out_of_memory(caught.value)
+    torch.cuda.empty_cache()

@@ -1,0 +1,238 @@
+"""What the scorer knows of its device: resolution, bf16 support of the CPU, CUDA settings,
+out-of-memory recognition, memory figures and the factory's precision and compile policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import app.scoring.factory as factory
+from app.config import Settings
+from app.errors import StartupError
+from app.models.vgg import VGGFeatures
+from app.observability import Metrics
+from app.pipeline import ComparePipeline
+from app.scoring import ModelInfo, PairRequest, PairScores, Scorer
+from app.scoring.device import (
+    MemoryStats,
+    check_precision,
+    configure_cuda,
+    cpu_flags,
+    cpu_model,
+    is_out_of_memory,
+    memory_stats,
+    native_bf16,
+    resolve_device,
+    tune_cpu_allocator,
+)
+from tests.support.models import cpu_runner
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+ZEN3 = frozenset({"fpu", "sse2", "avx2", "fma"})  # this development machine: no bf16 units
+SAPPHIRE_RAPIDS = ZEN3 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+COOPER_LAKE = ZEN3 | {"avx512f", "avx512_bf16"}
+
+
+def test_auto_is_the_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == CPU
+    assert resolve_device("cpu") == CPU
+
+
+def test_cuda_without_cuda_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(StartupError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_cpu_flags_and_model_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\n"
+    )
+    flags = cpu_flags(cpuinfo)
+    assert {"avx512_bf16", "amx_bf16"} <= flags
+    assert native_bf16(flags) == ["amx_bf16", "avx512_bf16"]
+    assert cpu_model(cpuinfo) == "Intel(R) Xeon(R) Platinum 8480+"
+    missing = tmp_path / "absent"
+    assert cpu_flags(missing) == frozenset()
+    assert cpu_model(missing) == "unknown CPU"
+
+
+def test_this_machines_flags_are_read() -> None:
+    """Whatever the CPU: x86 Linux lists its flags, and bf16 support is read from them."""
+    flags = cpu_flags()
+    if not flags:
+        pytest.skip("no readable /proc/cpuinfo flags here")
+    assert native_bf16(flags) == [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+
+
+@pytest.mark.parametrize("flags", [SAPPHIRE_RAPIDS, COOPER_LAKE], ids=["amx", "avx512_bf16"])
+def test_bf16_runs_on_cpus_with_bf16_units(flags: frozenset[str]) -> None:
+    check_precision("bf16", CPU, flags)
+
+
+def test_bf16_refused_on_cpus_without_bf16_units() -> None:
+    with pytest.raises(StartupError, match="AMX or AVX512-BF16") as caught:
+        check_precision("bf16", CPU, ZEN3)
+    assert "SIMSCORE_PRECISION=fp32" in str(caught.value)
+
+
+def test_fp16_needs_cuda_and_fp32_runs_anywhere() -> None:
+    with pytest.raises(StartupError, match="fp16 needs CUDA"):
+        check_precision("fp16", CPU, SAPPHIRE_RAPIDS)
+    for flags in (ZEN3, frozenset()):
+        check_precision("fp32", CPU, flags)
+    for precision in ("fp32", "bf16", "fp16"):
+        check_precision(precision, CUDA, frozenset())
+
+
+CUDNN_CONV: Any = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch >= 2.9
+
+
+@pytest.fixture
+def cuda_flags() -> Iterator[None]:
+    """Restore the process-wide CUDA math settings after a test changes them."""
+    conv, matmul = CUDNN_CONV.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    benchmark = torch.backends.cudnn.benchmark
+    yield
+    CUDNN_CONV.fp32_precision = conv
+    torch.backends.cuda.matmul.fp32_precision = matmul
+    torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.usefixtures("cuda_flags")
+def test_configure_cuda_sets_tf32_both_ways() -> None:
+    configure_cuda(tf32=True, cudnn_benchmark=True)
+    assert CUDNN_CONV.fp32_precision == "tf32"
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cudnn.benchmark is True
+    configure_cuda(tf32=False, cudnn_benchmark=False)
+    assert CUDNN_CONV.fp32_precision == "ieee"
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cudnn.benchmark is False
+
+
+# Real messages, as torch, the CUDA runtime, cuBLAS, cuDNN and the CPU allocator word them.
+OUT_OF_MEMORY = [
+    "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity; 75.02 GiB "
+    "already allocated; 1.12 GiB free; 76.50 GiB reserved in total by PyTorch)",
+    "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at some other "
+    "API call, so the stacktrace below might be incorrect.",
+    "CUDA driver error: out of memory",
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 4503599627370496 bytes. Error code 12 (Cannot allocate memory)",
+    "[enforce fail at alloc_cpu.cpp:83] data. DefaultCPUAllocator: not enough memory: you tried "
+    "to allocate 68719476736 bytes.",
+]
+NOT_OUT_OF_MEMORY = [
+    "CUDA error: an illegal memory access was encountered",
+    "CUDA error: device-side assert triggered",
+    "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED",
+    "CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, opa, opb, m, n,"
+    " k, &alpha, a, lda, b, ldb, &beta, c, ldc)`",
+    "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and "
+    "cpu!",
+    "Given groups=1, weight of size [64, 3, 3, 3], expected input[1, 4, 224, 224] to have 3 "
+    "channels, but got 4 channels instead",
+]
+
+
+@pytest.mark.parametrize("message", OUT_OF_MEMORY)
+def test_out_of_memory_messages_are_recognised(message: str) -> None:
+    assert is_out_of_memory(RuntimeError(message))
+    assert is_out_of_memory(torch.AcceleratorError(message))
+
+
+@pytest.mark.parametrize("message", NOT_OUT_OF_MEMORY)
+def test_other_device_errors_are_not_out_of_memory(message: str) -> None:
+    assert not is_out_of_memory(RuntimeError(message))
+    assert not is_out_of_memory(ValueError("out of memory"))  # only runtime errors count
+
+
+def test_torchs_out_of_memory_error_and_a_real_cpu_failure() -> None:
+    assert is_out_of_memory(torch.OutOfMemoryError("anything"))
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**62, dtype=torch.uint8)
+    assert is_out_of_memory(caught.value)
+
+
+def test_memory_stats_are_zero_on_the_cpu() -> None:
+    assert memory_stats(CPU) == MemoryStats(0, 0, 0)
+
+
+def test_allocator_tuning_applies_with_glibc() -> None:
+    assert isinstance(tune_cpu_allocator(), bool)
+
+
+# -- memory gauges stay current when a batch fails -----------------------------------------
+
+
+class FailingScorer(Scorer):
+    def score(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_memory_gauges_are_reported_after_a_failed_batch(
+    make_settings: Callable[..., Settings],
+    extractor: VGGFeatures,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = cpu_runner(extractor)
+    monkeypatch.setattr(runner, "memory", lambda: MemoryStats(11, 22, 33))
+    metrics = Metrics()
+    info = ModelInfo("vgg19", "file", "0" * 12, "cpu", "fp32")
+    pipeline = ComparePipeline(make_settings(), FailingScorer(runner), info, metrics)
+    image = torch.rand(3, 16, 16)
+    try:
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            pipeline._score_batch([PairRequest(image, image.flip(-1))])
+    finally:
+        pipeline.close()
+    registry = metrics.registry
+    assert registry.get_sample_value("simscore_gpu_memory_allocated_bytes") == 11
+    assert registry.get_sample_value("simscore_gpu_memory_reserved_bytes") == 22
+    assert registry.get_sample_value("simscore_gpu_memory_peak_bytes") == 33
+
+
+# -- the factory's policy --------------------------------------------------------------------
+
+
+def test_bf16_is_refused_at_build_on_a_cpu_without_bf16_units(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(factory, "cpu_flags", lambda: ZEN3)
+    with pytest.raises(StartupError, match="AMX or AVX512-BF16"):
+        factory.build_scorer(make_settings(precision="bf16"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "compiling"),
+    [
+        ({"precision": "bf16"}, True),  # the fast path is the default with bf16 alone
+        ({"precision": "bf16", "compile": "off"}, False),
+        ({}, False),  # fp32 default: eager
+        ({"compile": "on"}, True),
+    ],
+)
+def test_factory_compile_policy(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, str],
+    compiling: bool,
+) -> None:
+    monkeypatch.setattr(factory, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
+    scorer, info = factory.build_scorer(make_settings(**overrides))
+    assert scorer.runner.compiling is compiling
+    assert scorer.runner.precision == overrides.get("precision", "fp32")
+    assert info.precision == scorer.runner.precision
+    assert scorer.runner.compiled_shapes == frozenset()  # nothing traced before the warm-up

@@ -1,41 +1,39 @@
-"""Every attack class of issue 9 against a real ``simscore serve``, measured; not a test.
+"""Every hostile-client attack against a real ``simscore serve``, measured; not a test.
 
-    python bench/attacks.py                 # about 3 minutes; Markdown tables on stdout
+    python bench/attacks.py                 # a few minutes; a Markdown table on stdout
     python bench/attacks.py --skip-slow     # without the slow-client rows (about 1 minute less)
 
-The server runs as production would, less the model: ``SIMSCORE_WEIGHTS=random``, CPU, warmed
-up at 224 px, one API key set, every other setting at its default. Each row is one attack from
-``tests/support/attacks.py`` (the inputs the tests use): what was sent (bytes), the answer
-(status and the start of its ``detail``, or how the connection ended), the time to that answer,
-the server's CPU seconds, and its peak resident memory during the attack over the memory it held
-when the attack started (``VmHWM`` reset through ``/proc/PID/clear_refs`` before each row, and
-``VmRSS`` sampled every 5 ms as a check). A well-behaved client is measured first and last.
+The server runs as production would, less the model (``bench/server_probe.py``):
+``SIMSCORE_WEIGHTS=random``, CPU, warmed up at 224 px, one API key set, every other setting at its
+default. Each row is one attack from ``tests/support/attacks.py`` (the inputs the tests use): what
+was sent (bytes), the answer (status and the start of its ``detail``, or how the connection
+ended), the time to that answer, the server's CPU seconds, and its peak resident memory during the
+attack over the memory it held when the attack started (``VmHWM`` reset through
+``/proc/PID/clear_refs`` before each row, and ``VmRSS`` sampled every 5 ms as a check). A
+well-behaved client is measured first and last; the last rows are starts refused for invalid
+settings.
 
 Memory freed by one row stays mapped for the next (glibc keeps it for reuse, on purpose: see
 ``SIMSCORE_CPU_ALLOCATOR_TUNING``), so rows are ordered from light to heavy, and an increase is a
 lower bound once a heavier row ran before it.
 
-A second table times the worst *legitimate* uploads (within every limit): how long one of them
-holds a decode thread (``prepare_reference`` in this process, median of 3), and the server's
-``decode_ms`` and memory for a ``/compare`` with it as the reference.
+The worst legitimate uploads are timed by ``bench/decode_bound.py``; how far scores move between
+CPU kernels, by ``bench/kernels.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,110 +43,28 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import Settings
-from app.imaging import prepare_reference
-from bench.common import machine
+from bench.common import machine, table
+from bench.decode_bound import png_at_pixel_cap
+from bench.server_probe import (
+    DEFAULTS,
+    Probe,
+    answer_of,
+    control_pair,
+    excerpt,
+    post,
+    serving,
+    timed,
+)
 from tests.support import attacks
-from tests.support.attacks import CONTENT_TYPE, KEY, Part
-from tests.support.images import distort, encode, photo
-from tests.support.servers import CLI, ROOT, ServerProcess, serve_process
+from tests.support.attacks import Part
+from tests.support.images import encode, photo
+from tests.support.servers import CLI, ROOT, ServerProcess
 from tests.support.sockets import connect
 
-DEFAULTS = Settings(_env_file=None)
-MIB = 1 << 20
 Outcome = tuple[str, float]  # (answer, seconds to it)
 
 
-# -- the server's memory and CPU ----------------------------------------------------------------
-
-
-class Probe:
-    """The server process's resident memory (``VmRSS``, ``VmHWM``) and CPU seconds."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_mib = 0.0
-        self.cpu_s = 0.0
-
-    def status_kib(self, field: str) -> int:
-        with open(f"/proc/{self.pid}/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise KeyError(field)
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mib(self) -> float:
-        return self.status_kib("VmRSS") / 1024
-
-    @contextlib.contextmanager
-    def watch(self) -> Iterator[Probe]:
-        """Sets ``peak_mib`` (the increase over the RSS at the start) and ``cpu_s``; the last
-        samples stand if the process exits meanwhile."""
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-        start_kib, start_cpu = self.status_kib("VmRSS"), self.cpu_seconds()
-        peak_kib, cpu = [start_kib], [start_cpu]
-        done = threading.Event()
-
-        def sample() -> None:
-            while True:
-                with contextlib.suppress(OSError, KeyError):
-                    peak_kib.append(max(self.status_kib("VmRSS"), self.status_kib("VmHWM")))
-                    cpu.append(self.cpu_seconds())
-                if done.wait(0.005):
-                    return
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
-            yield self
-        finally:
-            done.set()
-            sampler.join()
-            self.peak_mib = (max(peak_kib) - start_kib) / 1024
-            self.cpu_s = cpu[-1] - start_cpu
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table, text left-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 # -- requests -----------------------------------------------------------------------------------
-
-
-def excerpt(text: str, length: int = 70) -> str:
-    text = " ".join(text.split()).replace("|", "/")
-    return text if len(text) <= length else text[: length - 3] + "..."
-
-
-def answer_of(response: httpx.Response) -> str:
-    try:
-        found = response.json().get("detail", "")
-    except ValueError:
-        found = response.text
-    return f"{response.status_code} {excerpt(str(found))}".strip()
-
-
-def post(url: str, path: str, parts: Sequence[Part], key: str | None = KEY) -> httpx.Response:
-    headers = {"Content-Type": CONTENT_TYPE, **(attacks.bearer(key) if key else {})}
-    return httpx.post(url + path, content=attacks.form_body(parts), headers=headers, timeout=120)
-
-
-def timed(fn: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
-    started = time.perf_counter()
-    response = fn()
-    return response, time.perf_counter() - started
 
 
 def closed_answer(ended: attacks.Closed, sent: int | None = None) -> str:
@@ -171,6 +87,9 @@ def stream(url: str, head: bytes, chunks: Iterator[bytes]) -> tuple[attacks.Clos
 
 
 # -- the attack table ---------------------------------------------------------------------------
+
+
+HEADERS = ("attack", "sent", "answer", "time to answer", "server CPU s", "peak RSS MiB")
 
 
 @dataclass
@@ -202,8 +121,7 @@ class AttackBench:
         self.server = server
         self.probe = Probe(server.process.pid)
         self.rows: list[Row] = []
-        self.reference = encode(photo("astronaut", 224))
-        self.candidate = encode(distort(photo("astronaut", 224), "jpeg"))
+        self.reference, self.candidate = control_pair()
 
     def run(self, attack: str, sent: str, fn: Callable[[], Outcome]) -> None:
         with self.probe.watch() as probe:
@@ -403,8 +321,8 @@ class AttackBench:
             label = f"blank 6000x6000 {kind} (reference and candidate)"
             self.run(label, f"{len(canvas):,} B each", tiny_canvas)
 
-    def budgets(self, files: dict[str, bytes]) -> None:
-        big = files["PNG 8000x5000"]
+    def budgets(self, big: bytes) -> None:
+        """``big``: a PNG at SIMSCORE_MAX_PIXELS (40 Mpx), within every limit."""
         parts = attacks.batch_parts(big, [big] * 5, metrics="mse")
 
         def batch() -> Outcome:
@@ -555,209 +473,19 @@ def misconfigured(env: dict[str, str]) -> Outcome:
     )
 
 
-# -- legitimate uploads at the limits -------------------------------------------------------------
-
-
-def largest_under_cap(build: Callable[[float], bytes], noises: Sequence[float]) -> bytes:
-    """The first of ``build(noise)`` (most detailed first) that fits SIMSCORE_MAX_UPLOAD_BYTES."""
-    for noise in noises:
-        data = build(noise)
-        if len(data) <= DEFAULTS.max_upload_bytes:
-            return data
-    raise ValueError("no variant fits the upload cap")
-
-
-def legitimate_files() -> dict[str, bytes]:
-    """The slowest uploads within every default limit: at most SIMSCORE_MAX_UPLOAD_BYTES and
-    SIMSCORE_MAX_PIXELS, within the JPEG scan budget; JPEGs as detailed as the cap allows."""
-    from app.imaging.formats import MAX_JPEG_SCAN_PIXELS, MAX_JPEG_SCANS, jpeg_scans
-
-    width, height = 8000, 5000  # 40,000,000 px
-    allowed = min(MAX_JPEG_SCANS, MAX_JPEG_SCAN_PIXELS // (width * height))
-    side = int((MAX_JPEG_SCAN_PIXELS / MAX_JPEG_SCANS) ** 0.5)
-
-    def baseline(noise: float) -> bytes:
-        return encode(attacks.detailed_photo(width, height, noise), "JPEG", quality=95)
-
-    def at_scan_budget(w: int, h: int, scans: int) -> Callable[[float], bytes]:
-        def build(noise: float) -> bytes:
-            image = attacks.detailed_photo(w, h, noise)
-            data = encode(image, "JPEG", quality=90, progressive=True)
-            return attacks.with_repeated_last_scan(data, scans - jpeg_scans(data)[0])
-
-        return build
-
-    wide = attacks.large_photo(width, height)
-    return {
-        "JPEG 8000x5000, baseline": largest_under_cap(baseline, (8, 5, 2)),
-        f"JPEG 8000x5000, progressive, {allowed} scans": largest_under_cap(
-            at_scan_budget(width, height, allowed), (8, 5, 2, 0)
-        ),
-        f"JPEG {side}x{side}, progressive, {MAX_JPEG_SCANS} scans": largest_under_cap(
-            at_scan_budget(side, side, MAX_JPEG_SCANS), (8, 5, 2, 0)
-        ),
-        "PNG 8000x5000": encode(wide, "PNG"),
-        "GIF 6000x6000": encode(attacks.large_photo(6000, 6000).quantize(256), "GIF"),
-        "WebP 16383x2441": encode(attacks.large_photo(16383, 2441), "WEBP", quality=80),
-        "PNG 6000x6000, 16-bit grey, blank": attacks.png16_canvas(),
-        "TIFF 6000x6000, 32-bit float, blank": attacks.float_tiff_canvas(),
-    }
-
-
-def decode_one(path: Path) -> None:
-    """(Child process) One upload decoded as a reference: the memory its first decode adds in
-    this fresh process (``Probe``), then the median of 3 timed decodes, as JSON."""
-    data = path.read_bytes()
-
-    def decode() -> float:
-        started = time.perf_counter()
-        prepare_reference(data, max_pixels=DEFAULTS.max_pixels, max_side=DEFAULTS.max_side)
-        return time.perf_counter() - started
-
-    probe = Probe(os.getpid())
-    with probe.watch():
-        decode()
-    peak_mib = probe.peak_mib
-    cpu = time.process_time()
-    seconds = statistics.median(decode() for _ in range(3))
-    cpu_s = (time.process_time() - cpu) / 3
-    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_mib": peak_mib}))
-
-
-def decode_bound(bench: AttackBench, files: dict[str, bytes], folder: Path) -> list[list[str]]:
-    rows = []
-    for index, (name, data) in enumerate(files.items()):
-        path = folder / f"upload-{index}"
-        path.write_bytes(data)
-        out = subprocess.run(
-            [sys.executable, __file__, "--decode-one", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=600,
-        ).stdout
-        alone = json.loads(out.strip().splitlines()[-1])
-        parts = attacks.pair_parts(data, bench.candidate, metrics="mse")
-        response = post(bench.url, "/compare", parts)
-        served = (
-            f"{response.json()['timing_ms']['decode_ms'] / 1000:.2f} s"
-            if response.status_code == 200
-            else answer_of(response)
-        )
-        rows.append(
-            [
-                name,
-                f"{len(data):,}",
-                f"{alone['seconds']:.2f} s",
-                f"{alone['cpu_s']:.2f} s",
-                f"{alone['peak_mib']:.0f}",
-                served,
-            ]
-        )
-        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-    return rows
-
-
-# -- how far scores move with the CPU's kernels ---------------------------------------------------
-
-SCORES = ("vgg", "style", "ssim", "mse", "psnr")
-KERNELS: dict[str, dict[str, str]] = {
-    "ATen kernels without SIMD": {"ATEN_CPU_CAPABILITY": "default"},
-    "oneDNN capped at SSE4.1": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "both of the above": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "1 torch thread": {"SIMSCORE_TORCH_THREADS": "1"},
-    "contiguous NCHW (channels-last off)": {"SIMSCORE_CHANNELS_LAST": "false"},
-}
-
-
-def score_pairs() -> None:
-    """(Child process) Scores of 8 photograph pairs at 224 px, alone and as one batch, JSON."""
-    from app.scoring import PairRequest, build_scorer
-    from tests.support.images import photo_pair
-
-    settings = Settings(
-        _env_file=None, weights="random", device="cpu", warmup_sides=[], reference_cache_size=0
-    )
-    scorer, _ = build_scorer(settings)
-    pairs = [PairRequest(*photo_pair(224, seed)) for seed in range(8)]
-    alone = [scorer.score([pair])[0] for pair in pairs]
-    together = scorer.score(pairs)
-    out = {
-        "alone": [[getattr(s, n) for n in SCORES] for s in alone],
-        "batch": [[getattr(s, n) for n in SCORES] for s in together],
-    }
-    print(json.dumps(out))
-
-
-def cpu_kernels() -> None:
-    """The largest relative change of each score between kernel choices on this CPU."""
-
-    def run(env: dict[str, str]) -> dict[str, list[list[float]]]:
-        out = subprocess.run(
-            [sys.executable, __file__, "--score-pairs"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=600,
-        ).stdout
-        found: dict[str, list[list[float]]] = json.loads(out.strip().splitlines()[-1])
-        return found
-
-    def moved(a: list[list[float]], b: list[list[float]]) -> list[str]:
-        cells = []
-        for i in range(len(SCORES)):
-            worst = max(abs(x[i] - y[i]) / abs(y[i]) for x, y in zip(a, b, strict=True))
-            cells.append(f"{worst:.1e}")
-        return cells
-
-    base = run({})
-    rows = [["batch of 8 vs alone (default kernels)", *moved(base["batch"], base["alone"])]]
-    for name, env in KERNELS.items():
-        other = run(env)
-        rows.append([name, *moved(other["alone"], base["alone"])])
-    print(
-        f"score movement, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"{machine()}, load average {os.getloadavg()[0]:.2f}\n"
-    )
-    print(table(["kernels (vs this CPU's defaults, pairs alone)", *SCORES], rows))
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-slow", action="store_true", help="leave out the slow clients")
-    parser.add_argument(
-        "--cpu-kernels", action="store_true", help="only: how far scores move with the kernels"
-    )
-    parser.add_argument("--score-pairs", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--decode-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.decode_one:
-        decode_one(args.decode_one)
-        return
-    if args.score_pairs:
-        score_pairs()
-        return
-    if args.cpu_kernels:
-        cpu_kernels()
-        return
-    print("preparing the legitimate large files ...", file=sys.stderr, flush=True)
-    files = legitimate_files()
-    env = {
-        "SIMSCORE_WEIGHTS": "random",
-        "SIMSCORE_DEVICE": "cpu",
-        "SIMSCORE_WARMUP_SIDES": "224",
-        "SIMSCORE_API_KEYS": KEY,
-    }
-    log_dir = Path(tempfile.mkdtemp(prefix="simscore-attacks-"))
+    print("preparing the 40 Mpx PNG ...", file=sys.stderr, flush=True)
+    big = png_at_pixel_cap()
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
-    with serve_process(env, log_dir / "server.log") as server:
+    with serving("simscore-attacks-") as server:
         bench = AttackBench(server)
-        post(server.url, "/compare", attacks.pair_parts(bench.reference, bench.candidate))
         idle_mib = bench.probe.rss_mib()
         bench.well_behaved("well-behaved client (control, first)")
         bench.keys()
@@ -766,9 +494,8 @@ def main() -> None:
             bench.slow_clients()
         bench.hostile_files()
         bench.upload_memory()
-        bench.budgets(files)
+        bench.budgets(big)
         bench.well_behaved("well-behaved client (control, after the attacks)")
-        decode_rows = decode_bound(bench, files, log_dir)
         exit_code = bench.drain()
     for name, value in {"empty": "", "short": "short-key"}.items():
         bench.rows.append(
@@ -787,19 +514,8 @@ def main() -> None:
         f"before, {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} after; "
         f"server idle RSS after warm-up {idle_mib:,.0f} MiB; drain exit code {exit_code}\n"
     )
-    headers = ["attack", "sent", "answer", "time to answer", "server CPU s", "peak RSS MiB"]
-    print(table(headers, [row.cells() for row in bench.rows]))
-    print()
-    headers = [
-        "legitimate upload",
-        "bytes",
-        "decode (one thread)",
-        "its CPU",
-        "peak MiB",
-        "server decode_ms (+ a 224 px candidate)",
-    ]
-    print(table(headers, decode_rows))
-    print(f"\nserver log: {log_dir / 'server.log'}")
+    print(table(HEADERS, [row.cells() for row in bench.rows], text_columns=3))
+    print(f"\nserver log: {server.log_path}")
 
 
 if __name__ == "__main__":

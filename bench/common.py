@@ -112,15 +112,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table: the first column left-aligned, the others (numbers) right-aligned."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1) -> str:
+    """A Markdown table: the first ``text_columns`` columns left-aligned, the others (numbers)
+    right-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = [
         "| "
         + " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
+            c.ljust(w) if i < text_columns else c.rjust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
         + " |"

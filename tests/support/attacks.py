@@ -1,5 +1,7 @@
-"""Hostile inputs, one builder per attack class, shared by the tests (``tests/api/test_hostile.py``,
-``tests/test_server_hostile.py``) and the measurement script (``bench/attacks.py``).
+"""Hostile inputs, one builder per attack class, shared by the tests
+(``tests/api/test_hostile_requests.py``, ``tests/api/test_hostile_decoding.py``,
+``tests/test_server_hostile.py``) and the measurement scripts (``bench/attacks.py``,
+``bench/decode_bound.py``).
 
 * Files built to make a decoder slow or huge: a PNG flooded with empty chunks, a progressive
   JPEG with repeated scans, run-length encoded BMPs (tiny, or a flood of end-of-line codes), a

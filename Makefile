@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,14 @@ bench-batching: install  ## pairs/s and latency per max_batch_size / max_wait_ms
 
 bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated bf16 is slow on CPUs without bf16 units)
 	$(BIN)/python bench/precision.py --gram
+
+bench-masks: install  ## what a region of interest costs: masked vs unmasked pairs
+	$(BIN)/python bench/masks.py
+
+bench-security: install  ## hostile clients against a real server, worst legitimate uploads, CPU kernels (docs/security.md)
+	$(BIN)/python bench/attacks.py
+	$(BIN)/python bench/decode_bound.py
+	$(BIN)/python bench/kernels.py
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)
 	deploy/build-local.sh

@@ -78,7 +78,7 @@ def fast_precisions(device: torch.device) -> list[Precision]:
 
 
 def service_table(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, Any]]:
-    """The issue's table: plain bare, tuned alone, service fp32 and bf16, piq (see above)."""
+    """Plain bare, tuned alone, service fp32 and bf16, piq: pairs/s and ratios (see above)."""
     device = args.device
     contenders = {
         PLAIN: Contender("plain", side=args.side, pairs=args.pairs, device=device),

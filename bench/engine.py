@@ -400,11 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "engine": lambda: engine_split(
             extractor, device, args.sides, args.batch_sizes, args.rounds
         ),
-        "compile": lambda: (
-            compiled_forward(extractor, device, args.side, args.pairs, args.rounds)
-            + "\n\n"
-            + startup(args, args.out)
-        ),
+        "compile": lambda: compiled_forward(extractor, device, args.side, args.pairs, args.rounds),
+        "startup": lambda: startup(args, args.out),
         "ssim": lambda: ssim_table([64, 128] if args.quick else [512, 1024], 3 * args.rounds),
         "rss": lambda: f"Peak RSS of this process: {peak_rss_mb():.0f} MB",
     }

@@ -150,16 +150,29 @@ def identical_exact(scores: PairScores) -> bool:
 
 
 def gram_in_bf16(
-    truth: Sequence[PairScores], today: Sequence[PairScores], taps: Sequence[list[torch.Tensor]]
+    truth: Sequence[PairScores],
+    today: Sequence[PairScores],
+    taps: Sequence[list[torch.Tensor]],
+    pairs: Sequence[PairRequest],
+    batch: int,
 ) -> list[str]:
     """style with the Gram matrices in bf16 too, from the bf16 taps the scorer computed (one
-    forward pass per batch: its references, then its candidates), against fp32 and today."""
+    forward pass per batch of ``score_all``: its distinct pairs' references, then their
+    candidates; identical pairs skip the model and score 0), against fp32 and today."""
     bf16_gram: list[float] = []
-    for batch in taps:
-        n = batch[0].shape[0] // 2
-        gx = _grams_bf16([t[:n] for t in batch])
-        gy = _grams_bf16([t[n:] for t in batch])
-        bf16_gram.extend(style_distance(gx, gy)[0].tolist())
+    forwards = iter(taps)
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        if all(p.identical for p in chunk):
+            bf16_gram.extend(0.0 for _ in chunk)
+            continue
+        forward = next(forwards)
+        n = forward[0].shape[0] // 2
+        gx = _grams_bf16([t[:n] for t in forward])
+        gy = _grams_bf16([t[n:] for t in forward])
+        distances = iter(style_distance(gx, gy)[0].tolist())
+        bf16_gram.extend(0.0 if p.identical else next(distances) for p in chunk)
+    bf16_gram = bf16_gram[:-1]  # the last pair is the identical control
     exact = [s.style for s in truth[:-1]]
     rows = []
     for label, values in (
@@ -253,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         if args.gram and precision == "bf16":
             print("### Style with the Gram matrices in bf16 as well (against fp32)\n")
-            gram = gram_in_bf16(fp32, scores, kept.taps)
+            gram = gram_in_bf16(fp32, scores, kept.taps, pairs, args.batch)
             print("\n".join(gram) + "\n")
             data["gram_bf16"] = gram
         results.add(f"{precision}-{mode}", data)

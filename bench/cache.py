@@ -19,9 +19,9 @@ On CPU the glibc allocator is tuned as the service tunes it
 The modes alternate batch by batch (in a rotating order), and each figure is the median over
 ``--repeats`` of a full pass over the candidates.
 
-The target is cache on >= 1.8x cache off (docs/benchmarks.md). At batch 1 (tiles requested one at a time)
-the cache halves the forward passes; within a full batch the in-batch dedupe already shares the
-reference, so the cache saves only 1 row in ``batch + 1``. Both are printed.
+The target is cache on >= 1.8x cache off (docs/benchmarks.md). At batch 1 (tiles requested one
+at a time) the cache halves the forward passes; within a full batch the in-batch dedupe already
+shares the reference, so the cache saves only 1 row in ``batch + 1``. Both are printed.
 """
 
 from __future__ import annotations

@@ -32,17 +32,18 @@ def gram_matrix(features: torch.Tensor, weights: torch.Tensor | None = None) -> 
     """
     n, c, h, w = features.shape
     f = features.float()
+    cells = None if weights is None else weights.float().reshape(n, h * w)
     if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
         rows = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # (N, HW, C), a view
-        left = rows if weights is None else rows * weights.float().reshape(n, h * w, 1)
+        left = rows if cells is None else rows * cells.unsqueeze(2)
         gram = torch.bmm(left.transpose(1, 2), rows)
     else:
         cols = f.reshape(n, c, h * w)
-        left = cols if weights is None else cols * weights.float().reshape(n, 1, h * w)
+        left = cols if cells is None else cols * cells.unsqueeze(1)
         gram = torch.bmm(left, cols.transpose(1, 2))
-    if weights is None:
+    if cells is None:
         return gram.div_(c * h * w)
-    return gram.div_(weights.float().flatten(1).sum(1).mul(c).view(n, 1, 1))
+    return gram.div_(cells.sum(1).mul(c).view(n, 1, 1))
 
 
 def style_distance(

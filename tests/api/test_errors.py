@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 import numpy as np
@@ -15,6 +14,8 @@ from PIL import Image
 from app.config import Settings
 from app.pipeline import ComparePipeline
 from app.scoring import PairRequest, PairScores
+from tests.support import attacks
+from tests.support.asgi import raw
 from tests.support.http import metric_value
 from tests.support.http import pair_files as files
 from tests.support.images import encode, photo
@@ -299,46 +300,11 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
         await asyncio.to_thread(gate.entered.wait, 10)
 
         # A raw ASGI request whose client disconnects while its pair is queued.
-        request = httpx.Request("POST", "http://t/compare", files=files(GOOD, OTHER))
-        content_type = request.headers["content-type"]
-        body = request.read()
-        gone = asyncio.Event()
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        sent: list[MutableMapping[str, Any]] = []
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/compare",
-            "raw_path": b"/compare",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 1234),
-            "server": ("t", 80),
-            "state": {},
-        }
-        call = asyncio.ensure_future(app(scope, receive, send))
+        request = raw(app, "/compare", attacks.pair_parts(GOOD, OTHER))
         while pipeline.batcher.depth < 2:
             await asyncio.sleep(0.01)
-        gone.set()
-        await asyncio.wait_for(call, 10)
+        request.gone.set()
+        await asyncio.wait_for(request.task, 10)
         gate.open.set()
         assert (await held).status_code == 200
         await asyncio.sleep(0.1)

@@ -64,7 +64,7 @@ def test_api_key_flow(open_page: OpenPage, keyed_url: str, photos: Photos) -> No
     assert submit(page) == "done", page.text_content("#status")
     assert sent == [None, "Bearer not-the-key-but-long-enough", f"Bearer {KEY}"]
     assert page.evaluate("sessionStorage.getItem('simscore.apiKey')") == KEY
-    assert page.evaluate("localStorage.length") == 0, "the key is never kept past the session"
+    assert page.evaluate("localStorage.length") == 0, "the key is never kept once the tab closes"
 
     # The key survives a reload of the tab, and goes with batches and heat maps too.
     page.reload()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from app import allocator
 from app.config import Settings
 from app.vocabulary import CSV_COLUMNS, SCORE_NAMES, SIZE_POLICIES, csv_row
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if args.command in ("serve", "compare") and _scores_on_cpu(settings):
+        allocator.tune()  # before torch or the server start a thread (see app.allocator)
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command == "compare":
@@ -76,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fetch-weights":
         return _fetch(args.out)
     return _make_random(args.out, args.seed)
+
+
+def _scores_on_cpu(settings: Settings) -> bool:
+    """Whether the allocator setting applies: asked for, and the model may run on the CPU
+    (``auto`` included: on a GPU node one malloc arena costs nothing that shows)."""
+    return settings.cpu_allocator_tuning and not settings.device.startswith("cuda")
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:

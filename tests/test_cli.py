@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from app.cli import main
+from app import allocator
+from app.cli import _scores_on_cpu, main
 from app.imaging import prepare_pair
 from app.scoring import PairRequest, Scorer
 from app.vocabulary import CSV_COLUMNS
@@ -127,3 +129,37 @@ def test_invalid_settings_are_one_line_and_exit_2(
     assert len(err) == 1
     assert err[0].startswith("simscore: invalid settings: SIMSCORE_API_KEYS")
     assert "holds no key" in err[0]
+
+
+def test_compare_tunes_the_allocator_before_it_loads_the_model(
+    images: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app.scoring
+
+    events: list[str] = []
+    build = app.scoring.build_scorer
+
+    def tune() -> bool:
+        events.append("tune")
+        return True
+
+    def build_scorer(*args: Any, **kwargs: Any) -> Any:
+        events.append("build")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(allocator, "tune", tune)
+    monkeypatch.setattr(app.scoring, "build_scorer", build_scorer)
+    ref, cand = images / "golden.png", images / "renders" / "blur.png"
+    assert main(["compare", str(ref), str(cand), "--json"]) == 0
+    assert events[:2] == ["tune", "build"]
+
+
+@pytest.mark.parametrize(
+    ("device", "tuning", "applies"),
+    [("cpu", True, True), ("auto", True, True), ("cuda:0", True, False), ("cpu", False, False)],
+)
+def test_the_allocator_setting_applies_where_the_model_may_run_on_the_cpu(
+    device: str, tuning: bool, applies: bool, weights_file: Path
+) -> None:
+    settings = settings_for(weights_file, device=device, cpu_allocator_tuning=tuning)
+    assert _scores_on_cpu(settings) is applies

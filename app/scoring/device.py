@@ -6,14 +6,13 @@ out-of-memory recognition, memory figures and the glibc allocator setting for th
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from app import allocator
 from app.errors import StartupError
 from app.vocabulary import Precision
 
@@ -26,9 +25,6 @@ OUT_OF_MEMORY_MESSAGES = re.compile(
     r"failed to allocate",
     re.IGNORECASE,
 )
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,18 +124,7 @@ def memory_stats(device: torch.device, *, reset_peak: bool = True) -> MemoryStat
 
 
 def tune_cpu_allocator() -> bool:
-    """Keep freed memory for reuse instead of unmapping it (glibc only).
-
-    VGG activations are tens of MB each; by default glibc serves them with fresh ``mmap``
-    pages that are zero-filled on first touch and returned at ``free``, for every batch.
-    Turning mmap off and never trimming lets the heap reuse those pages (see
-    docs/benchmarks.md for the measured effect). Returns whether it applied.
+    """The glibc allocator setting for CPU scoring (``app.allocator``): freed memory kept for
+    reuse, and one malloc arena for threads started after this call. Returns whether it applied.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return allocator.tune()

@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
     channels_last: bool = Field(True, description="Run VGG19 in the channels-last layout.")
     cpu_allocator_tuning: bool = Field(
-        True, description="On CPU, let glibc reuse freed memory instead of unmapping it."
+        True,
+        description="On CPU, one glibc malloc arena that keeps freed memory for reuse.",
     )
 
     # Images

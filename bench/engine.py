@@ -94,6 +94,7 @@ def service_table(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, A
     notes: dict[str, str] = {}
     loads: dict[str, list[LoadResult]] = {}
     urls: dict[str, str] = {}
+    pids: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         launched = {}
         for name, precision in SERVICE.items():  # both start at once; each waited for below
@@ -113,6 +114,7 @@ def service_table(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, A
                 notes[name] = "refused at start-up: " + refusal(server.log())
                 continue
             urls[name], rates[name], loads[name] = server.url, [], []
+            pids[name] = server.process.pid
             notes[name] = f"ready {ready_s:.0f} s after launch"
         for contender in contenders.values():
             contender.wait_ready()
@@ -123,7 +125,11 @@ def service_table(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, A
                     rates[name].append(contenders[name].run(args.batches))
                 else:
                     load = run_load(
-                        urls[name], bodies, clients=args.clients, seconds=args.http_seconds
+                        urls[name],
+                        bodies,
+                        clients=args.clients,
+                        seconds=args.http_seconds,
+                        pid=pids[name],
                     )
                     loads[name].append(load)
                     rates[name].append(load.pairs_per_s)
@@ -139,7 +145,10 @@ def service_table(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, A
             continue
         if name in loads:
             last = loads[name][-1]
-            note += f"; mean batch {last.mean_batch:.1f}, p50 {last.percentile_ms(0.5):.0f} ms"
+            note += (
+                f"; mean batch {last.mean_batch:.1f}, p50 {last.percentile_ms(0.5):.0f} ms, "
+                f"{last.page_faults_per_pair:.0f} page faults/pair"
+            )
         rows.append(
             [
                 name,

@@ -53,6 +53,7 @@ class LoadResult:
     pairs_scored: float = 0.0  # by the model, from /metrics
     batches: float = 0.0
     busy_s: float = 0.0
+    page_faults: int = 0  # the server's minor page faults over the run (when its pid is known)
 
     @property
     def pairs_per_s(self) -> float:
@@ -90,7 +91,14 @@ class LoadResult:
             "statuses": self.statuses,
             "mean_batch": round(self.mean_batch, 2),
             "model_busy": round(self.busy_s / self.seconds, 3) if self.seconds else 0.0,
+            "page_faults_per_pair": round(self.page_faults_per_pair),
         }
+
+    @property
+    def page_faults_per_pair(self) -> float:
+        """The server's minor page faults per answered pair (large ones mean activations are
+        being mapped in afresh every batch; see app/allocator.py)."""
+        return self.page_faults / len(self.done_at) if self.done_at else 0.0
 
 
 def square_bodies(side: int, count: int, metrics: str | None = None) -> list[Body]:
@@ -153,9 +161,18 @@ async def drive(
     return result
 
 
-def run_load(base_url: str, bodies: Sequence[Body], *, clients: int, seconds: float) -> LoadResult:
-    """``drive`` against a running server, with its ``/metrics`` counters over the run."""
+def run_load(
+    base_url: str,
+    bodies: Sequence[Body],
+    *,
+    clients: int,
+    seconds: float,
+    pid: int | None = None,
+) -> LoadResult:
+    """``drive`` against a running server, with its ``/metrics`` counters over the run (and its
+    page faults, given the server's ``pid``)."""
     before = _counters(base_url)
+    faults_before = minor_faults(pid) if pid else 0
 
     async def go() -> LoadResult:
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -164,10 +181,21 @@ def run_load(base_url: str, bodies: Sequence[Body], *, clients: int, seconds: fl
 
     result = asyncio.run(go())
     after = _counters(base_url)
+    if pid:
+        result.page_faults = minor_faults(pid) - faults_before
     result.pairs_scored = after[0] - before[0]
     result.batches = after[1] - before[1]
     result.busy_s = after[2] - before[2]
     return result
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (Linux ``/proc/PID/stat``; 0 elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[7])
 
 
 def _counters(base_url: str) -> tuple[float, float, float]:

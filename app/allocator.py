@@ -5,8 +5,8 @@ VGG activations are tens to hundreds of MB each. By default glibc serves them wi
 pages that the kernel zero-fills on first touch and unmaps at ``free``, for every batch. Two
 settings make the heap keep and reuse those pages instead:
 
-* ``keep_freed_memory``: no ``mmap`` for large blocks, no trimming of the heap. Takes effect at
-  once, for every thread.
+* ``keep_freed_memory``: no ``mmap`` for large blocks, and the heap's free top returned to the
+  system only past 1 GiB (trim threshold). Takes effect at once, for every thread.
 * ``single_arena``: one malloc arena for the whole process. glibc gives threads their own arenas
   made of 64 MB sub-heaps, and a block larger than that (relu1_1 of a batch of 16 images at
   224 px is 205 MB) is ``mmap``-ed and unmapped in such an arena whatever the other settings say.
@@ -30,18 +30,19 @@ _M_ARENA_MAX = -8
 
 
 def _mallopt() -> Callable[[int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        mallopt: Callable[[int, int], int] = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return None  # not glibc
-    return mallopt
+    """glibc's ``mallopt`` from the running process (None where there is none)."""
+    for name in (None, ctypes.util.find_library("c")):
+        try:
+            mallopt: Callable[[int, int], int] = ctypes.CDLL(name).mallopt
+        except (OSError, AttributeError):
+            continue  # not glibc
+        return mallopt
+    return None
 
 
 def keep_freed_memory() -> bool:
-    """Large blocks from the heap, never trimmed (see the module docstring); whether it applied."""
+    """Large blocks from the heap, kept for reuse (see the module docstring); whether it
+    applied."""
     mallopt = _mallopt()
     if mallopt is None:
         return False
@@ -56,4 +57,5 @@ def single_arena() -> bool:
 
 def tune() -> bool:
     """Both settings; whether both applied (glibc only)."""
-    return single_arena() and keep_freed_memory()
+    arena = single_arena()
+    return keep_freed_memory() and arena

@@ -70,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if args.command in ("serve", "compare") and _scores_on_cpu(settings):
-        allocator.tune()  # before torch or the server start a thread (see app.allocator)
+    # before torch or the server start a thread (see app.allocator)
+    tuning = args.command in ("serve", "compare") and _scores_on_cpu(settings)
+    if tuning and not allocator.tune():
+        logging.getLogger(__name__).info("allocator tuning not applied (not glibc)")
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command == "compare":

@@ -8,6 +8,7 @@ batching thread allocates VGG activations, and looked up in ``/proc/self/maps``.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -59,9 +60,16 @@ print(found[0])
 
 
 def block_region(setting: str) -> str:
+    # the allocator's own environment knobs (or another allocator preloaded) would decide instead
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")
+    }
     done = subprocess.run(
         [sys.executable, "-c", PROBE, setting],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

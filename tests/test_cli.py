@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from app.scoring import PairRequest, Scorer
 from app.vocabulary import CSV_COLUMNS
 from tests.support.http import pair_files
 from tests.support.images import distort, encode, photo
-from tests.support.servers import running_client
+from tests.support.servers import ROOT, running_client
 from tests.support.settings import settings_for
 
 
@@ -163,3 +165,15 @@ def test_the_allocator_setting_applies_where_the_model_may_run_on_the_cpu(
 ) -> None:
     settings = settings_for(weights_file, device=device, cpu_allocator_tuning=tuning)
     assert _scores_on_cpu(settings) is applies
+
+
+def test_importing_the_command_line_starts_no_thread_and_loads_no_torch() -> None:
+    # the allocator setting binds only threads that have not allocated yet (app/allocator.py)
+    probe = (
+        "import os, sys, app.cli; "
+        "print(len(os.listdir('/proc/self/task')), 'torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["1", "False", "False"]

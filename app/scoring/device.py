@@ -125,6 +125,8 @@ def memory_stats(device: torch.device, *, reset_peak: bool = True) -> MemoryStat
 
 def tune_cpu_allocator() -> bool:
     """The glibc allocator setting for CPU scoring (``app.allocator``): freed memory kept for
-    reuse, and one malloc arena for threads started after this call. Returns whether it applied.
-    """
+    reuse, and one malloc arena. Returns whether it applied. The arena limit binds only threads
+    that have not allocated yet, and only fully when no thread arena exists: ``simscore serve``
+    and ``simscore compare`` apply it before any thread starts; a later call (here, from the
+    factory) still applies the rest."""
     return allocator.tune()

@@ -13,8 +13,9 @@ settings make the heap keep and reuse those pages instead:
   The model runs on the batching thread, so without this its activations page-fault every batch
   (measured: about 27,000 page faults and 8 % of the server's CPU time per pair at 224 px; see
   docs/benchmarks.md). glibc fixes a thread's arena when the thread first allocates, so this
-  must run before other threads exist: ``simscore serve`` and ``simscore compare`` call
-  ``tune`` first thing.
+  must run before other threads exist: ``simscore serve`` and ``simscore compare`` call it
+  first thing (unless the device is set to CUDA), and ``tune`` (both settings) follows once the
+  model is known to run on the CPU.
 """
 
 from __future__ import annotations

@@ -70,9 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    # before torch or the server start a thread (see app.allocator)
+    # before torch or the server start a thread (see app.allocator); the rest of the setting
+    # follows once the device is known (app.scoring.factory)
     tuning = args.command in ("serve", "compare") and _scores_on_cpu(settings)
-    if tuning and not allocator.tune():
+    if tuning and not allocator.single_arena():
         logging.getLogger(__name__).info("allocator tuning not applied (not glibc)")
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
@@ -84,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _scores_on_cpu(settings: Settings) -> bool:
-    """Whether the allocator setting applies: asked for, and the model may run on the CPU
-    (``auto`` included: on a GPU node one malloc arena costs nothing that shows)."""
+    """Whether the single malloc arena applies: asked for, and the model may run on the CPU
+    (``auto`` included: on a GPU node one arena costs nothing that shows)."""
     return settings.cpu_allocator_tuning and not settings.device.startswith("cuda")
 
 

@@ -133,7 +133,7 @@ def test_invalid_settings_are_one_line_and_exit_2(
     assert "holds no key" in err[0]
 
 
-def test_compare_tunes_the_allocator_before_it_loads_the_model(
+def test_compare_sets_the_single_arena_before_it_loads_the_model(
     images: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import app.scoring
@@ -141,19 +141,19 @@ def test_compare_tunes_the_allocator_before_it_loads_the_model(
     events: list[str] = []
     build = app.scoring.build_scorer
 
-    def tune() -> bool:
-        events.append("tune")
+    def single_arena() -> bool:
+        events.append("single arena")
         return True
 
     def build_scorer(*args: Any, **kwargs: Any) -> Any:
         events.append("build")
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(allocator, "tune", tune)
+    monkeypatch.setattr(allocator, "single_arena", single_arena)
     monkeypatch.setattr(app.scoring, "build_scorer", build_scorer)
     ref, cand = images / "golden.png", images / "renders" / "blur.png"
     assert main(["compare", str(ref), str(cand), "--json"]) == 0
-    assert events[:2] == ["tune", "build"]
+    assert events[:2] == ["single arena", "build"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import ROOT
+from bench.server_probe import Probe
 from tests.support.http import Files, metric_value, pair_files
 from tests.support.images import encode, photo_pair
 from tests.support.servers import ServerProcess, serve_process
@@ -172,7 +173,8 @@ def run_load(
     """``drive`` against a running server, with its ``/metrics`` counters over the run (and its
     page faults, given the server's ``pid``)."""
     before = _counters(base_url)
-    faults_before = minor_faults(pid) if pid else 0
+    probe = Probe(pid) if pid else None
+    faults_before = probe.minor_faults() if probe else 0
 
     async def go() -> LoadResult:
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -181,21 +183,12 @@ def run_load(
 
     result = asyncio.run(go())
     after = _counters(base_url)
-    if pid:
-        result.page_faults = minor_faults(pid) - faults_before
+    if probe:
+        result.page_faults = probe.minor_faults() - faults_before
     result.pairs_scored = after[0] - before[0]
     result.batches = after[1] - before[1]
     result.busy_s = after[2] - before[2]
     return result
-
-
-def minor_faults(pid: int) -> int:
-    """Minor page faults of process ``pid`` so far (Linux ``/proc/PID/stat``; 0 elsewhere)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat.rsplit(")", 1)[1].split()[7])
 
 
 def _counters(base_url: str) -> tuple[float, float, float]:

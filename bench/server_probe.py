@@ -67,10 +67,18 @@ class Probe:
                     return int(line.split()[1])
         raise KeyError(field)
 
-    def cpu_seconds(self) -> float:
+    def stat_fields(self) -> list[str]:
+        """``/proc/PID/stat`` after the command name (field 3 onwards)."""
         with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
+            return handle.read().rpartition(")")[2].split()
+
+    def cpu_seconds(self) -> float:
+        fields = self.stat_fields()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def minor_faults(self) -> int:
+        """Minor page faults so far (large counts per batch mean memory mapped in afresh)."""
+        return int(self.stat_fields()[7])
 
     def rss_mib(self) -> float:
         return self.status_kib("VmRSS") / 1024

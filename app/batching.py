@@ -7,7 +7,12 @@ batch; the oldest item always goes next, so none starves and no batch mixes grou
 and expired items are dropped before compute.
 
 The batcher knows nothing of what it batches: it calls ``handler(items) -> results`` and reports
-through a ``BatchObserver``. A handler failure fails only its own batch. A resource-exhausted
+through a ``BatchObserver``. With a ``launcher`` instead (``launcher(items) -> collect``, where
+``collect()`` returns the results), a batch is started, and while it runs on its device the next
+batch, if one is already full, is started too, before the first is collected: on a GPU the next
+batch's host copy and transfer overlap the current batch's compute. Only a full batch is started
+early, so batches form as without a launcher until the queue holds more than one can take.
+A handler failure fails only its own batch. A resource-exhausted
 failure (out of memory) is recovered outside the ``except`` block, once the failed attempt and
 its traceback are gone (so their memory can be released), by splitting the batch in halves down
 to single items. ``unhealthy_after`` consecutive other failures mark the batcher unhealthy (a
@@ -37,6 +42,8 @@ log = logging.getLogger(__name__)
 In = TypeVar("In")
 Out = TypeVar("Out")
 T = TypeVar("T")
+# Starts a batch and returns what collects its results (blocking until they are ready).
+Launcher: TypeAlias = "Callable[[Sequence[In]], Callable[[], Sequence[Out]]]"
 # A function to run on the worker thread, and the future of its result.
 _Call: TypeAlias = "tuple[Callable[[], Any], concurrent.futures.Future[Any]]"
 
@@ -74,6 +81,17 @@ class _Job(Generic[In, Out]):
     )
 
 
+@dataclass
+class _Started(Generic[In, Out]):
+    """A batch started on its device: what collects its results, or why it could not start."""
+
+    jobs: list[_Job[In, Out]]  # the live ones (cancelled and expired jobs were answered)
+    dequeued: float
+    began: float
+    collect: Callable[[], Sequence[Out]] | BaseException
+    taken: int  # jobs taken from the queue for it (busy until it is finished)
+
+
 class Batcher(Generic[In, Out]):
     """See the module docstring. Start with ``start()``, stop with ``close()``."""
 
@@ -90,11 +108,13 @@ class Batcher(Generic[In, Out]):
         exhausted_error: Callable[[], Exception] = lambda: RuntimeError("resources exhausted"),
         unhealthy_after: int = 3,
         observer: BatchObserver | None = None,
+        launcher: Launcher[In, Out] | None = None,
         name: str = "simscore-batcher",
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0 or unhealthy_after < 1:
             raise ValueError("max_batch_size, queue_size and unhealthy_after >= 1, max_wait_s >= 0")
-        self._handler = handler
+        self._launch: Launcher[In, Out] = launcher or _at_once(handler)
+        self._overlap = launcher is not None
         self._group_key = group_key
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -121,6 +141,11 @@ class Batcher(Generic[In, Out]):
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def overlap(self) -> bool:
+        """Whether a full next batch starts before the current one is collected."""
+        return self._overlap
 
     @property
     def healthy(self) -> bool:
@@ -191,7 +216,17 @@ class Batcher(Generic[In, Out]):
     # -- worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        started: _Started[In, Out] | None = None  # started, not yet collected
         while True:
+            if started is not None:
+                # Overlap: start the next batch if one is already full, then collect this one
+                # (not when this one failed to start: it is retried first, on its own).
+                failed = isinstance(started.collect, BaseException)
+                following = None if failed else self._take_full()
+                next_started = self._start(following) if following else None
+                self._finish(started)
+                started = next_started
+                continue
             try:
                 work = self._next_work()
             except Exception:  # pragma: no cover - a bug here must not kill the worker
@@ -202,16 +237,10 @@ class Batcher(Generic[In, Out]):
             if not isinstance(work, list):
                 _run_call(*work)
                 continue
-            try:
-                self._process(work)
-            except BaseException as exc:  # never let the worker die
-                log.exception("batcher: unexpected failure in a batch")
-                for job in work:
-                    _fail(job.future, exc)
-            finally:
-                with self._cond:
-                    self._busy -= len(work)
-                self._report_depth()
+            started = self._start(work)
+            if not self._overlap:
+                self._finish(started)
+                started = None
 
     def _next_work(self) -> list[_Job[In, Out]] | _Call | None:
         with self._cond:
@@ -221,71 +250,134 @@ class Batcher(Generic[In, Out]):
                 self._cond.wait()
             if self._calls:
                 return self._calls.popleft()
-            key, group = min(self._groups.items(), key=lambda kv: kv[1][0].enqueued_at)
+            key, group = self._oldest_group()
             fill_by = group[0].enqueued_at + self.max_wait_s
             while len(group) < self.max_batch_size and not self._stopping:
                 remaining = fill_by - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            jobs = [group.popleft() for _ in range(min(len(group), self.max_batch_size))]
-            if not group:
-                del self._groups[key]
-            self._depth -= len(jobs)
-            self._busy += len(jobs)
+            return self._take(key, group)
+
+    def _take_full(self) -> list[_Job[In, Out]] | None:
+        """The oldest group's next batch if it is full now (no waiting, no calls skipped)."""
+        with self._cond:
+            if self._stopping or self._calls or not self._groups:
+                return None
+            key, group = self._oldest_group()
+            return self._take(key, group) if len(group) >= self.max_batch_size else None
+
+    def _oldest_group(self) -> tuple[Hashable, deque[_Job[In, Out]]]:
+        return min(self._groups.items(), key=lambda kv: kv[1][0].enqueued_at)
+
+    def _take(self, key: Hashable, group: deque[_Job[In, Out]]) -> list[_Job[In, Out]]:
+        jobs = [group.popleft() for _ in range(min(len(group), self.max_batch_size))]
+        if not group:
+            del self._groups[key]
+        self._depth -= len(jobs)
+        self._busy += len(jobs)
         return jobs
 
-    def _process(self, jobs: list[_Job[In, Out]]) -> None:
+    def _start(self, jobs: list[_Job[In, Out]]) -> _Started[In, Out]:
+        """Drop cancelled and expired jobs, then start the batch of the others."""
         now = time.monotonic()
         live: list[_Job[In, Out]] = []
-        for job in jobs:
-            if not job.future.set_running_or_notify_cancel():
-                continue  # its request was cancelled (client gone or timed out)
-            if now > job.deadline:
-                _fail(job.future, DeadlineExceeded("the request timed out while queued"))
-            else:
-                live.append(job)
-                if self._observer:
-                    self._observer.queue_wait(now - job.enqueued_at)
-        pending = [live] if live else []
-        while pending:
-            part = pending.pop(0)
-            halves = self._compute(part, started=now)
-            pending[:0] = halves
-
-    def _compute(self, jobs: list[_Job[In, Out]], *, started: float) -> list[list[_Job[In, Out]]]:
-        """Run one batch; returns the halves to retry after an out-of-memory failure."""
-        begin = time.monotonic()
-        failure = self._attempt(jobs)
-        compute_s = time.monotonic() - begin
-        if isinstance(failure, BaseException):
-            return self._recover(jobs, failure)
-        self._failures_in_a_row = 0
-        if self._observer:
-            self._observer.batch_done(len(jobs), compute_s)
-        for job, value in zip(jobs, failure, strict=True):
-            outcome = Outcome(value, started - job.enqueued_at, compute_s, len(jobs))
-            if not job.future.done():
-                job.future.set_result(outcome)
-        return []
-
-    def _attempt(self, jobs: list[_Job[In, Out]]) -> Sequence[Out] | BaseException:
-        """The handler's results, or its exception with the traceback's frames cleared."""
         try:
-            results = self._handler([job.item for job in jobs])
-            if len(results) != len(jobs):
-                raise RuntimeError(f"handler returned {len(results)} results for {len(jobs)}")
+            for job in jobs:
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # its request was cancelled (client gone or timed out)
+                if now > job.deadline:
+                    _fail(job.future, DeadlineExceeded("the request timed out while queued"))
+                else:
+                    live.append(job)
+                    if self._observer:
+                        self._observer.queue_wait(now - job.enqueued_at)
+        except BaseException as exc:  # never let the worker die
+            log.exception("batcher: unexpected failure starting a batch")
+            for job in jobs:
+                _fail(job.future, exc)
+            live = []
+        return self._launched(live, dequeued=now, taken=len(jobs))
+
+    def _launched(
+        self, jobs: list[_Job[In, Out]], *, dequeued: float, taken: int = 0
+    ) -> _Started[In, Out]:
+        began = time.monotonic()
+        collect: Callable[[], Sequence[Out]] | BaseException = list
+        if jobs:
+            try:
+                collect = self._launch([job.item for job in jobs])
+            except Exception as exc:
+                collect = self._failure(exc, jobs)
+        return _Started(jobs, dequeued, began, collect, taken)
+
+    def _finish(self, started: _Started[In, Out]) -> None:
+        """Collect a started batch (retrying in halves after an out-of-memory failure) and
+        answer its jobs; never raises."""
+        taken, jobs = started.taken, started.jobs
+        try:
+            self._complete(started)
+        except BaseException as exc:  # never let the worker die
+            log.exception("batcher: unexpected failure in a batch")
+            for job in jobs:
+                _fail(job.future, exc)
+        finally:
+            with self._cond:
+                self._busy -= taken
+            self._report_depth()
+
+    def _complete(self, started: _Started[In, Out]) -> None:
+        retries: list[list[_Job[In, Out]]] = []
+        current: _Started[In, Out] | None = started
+        while current is not None:
+            jobs, dequeued = current.jobs, current.dequeued
+            results = self._collect(current)  # drops what collects, and so the batch's tensors
+            if isinstance(results, BaseException):
+                retries[:0] = self._recover(jobs, results)
+            else:
+                self._deliver(current, results)
+            current = None
+            if retries:
+                current = self._launched(retries.pop(0), dequeued=dequeued)
+
+    def _collect(self, started: _Started[In, Out]) -> Sequence[Out] | BaseException:
+        """The batch's results, or its exception with the traceback's frames cleared."""
+        collect, started.collect = started.collect, list
+        if isinstance(collect, BaseException):
+            return collect
+        try:
+            results = collect()
+            if len(results) != len(started.jobs):
+                raise RuntimeError(
+                    f"handler returned {len(results)} results for {len(started.jobs)}"
+                )
             return results
         except Exception as exc:
-            if self._is_exhausted(exc):
-                # The frames hold the failed attempt's tensors: drop them, keep the message.
-                traceback.clear_frames(exc.__traceback__)
-                exc.__context__ = exc.__cause__ = None
-                return exc.with_traceback(None)
-            log.exception("batch of %d items failed", len(jobs))
-            return exc
+            return self._failure(exc, started.jobs)
+
+    def _failure(self, exc: Exception, jobs: list[_Job[In, Out]]) -> BaseException:
+        if self._is_exhausted(exc):
+            # The frames hold the failed attempt's tensors: drop them, keep the message.
+            traceback.clear_frames(exc.__traceback__)
+            exc.__context__ = exc.__cause__ = None
+            return exc.with_traceback(None)
+        log.exception("batch of %d items failed", len(jobs))
+        return exc
+
+    def _deliver(self, started: _Started[In, Out], results: Sequence[Out]) -> None:
+        compute_s = time.monotonic() - started.began
+        self._failures_in_a_row = 0
+        if self._observer:
+            self._observer.batch_done(len(started.jobs), compute_s)
+        for job, value in zip(started.jobs, results, strict=True):
+            outcome = Outcome(
+                value, started.dequeued - job.enqueued_at, compute_s, len(started.jobs)
+            )
+            if not job.future.done():
+                job.future.set_result(outcome)
 
     def _recover(self, jobs: list[_Job[In, Out]], exc: BaseException) -> list[list[_Job[In, Out]]]:
+        """The halves to retry after an out-of-memory failure (none after any other)."""
         exhausted = self._is_exhausted(exc)
         if self._observer:
             self._observer.batch_failed(len(jobs), exc, exhausted=exhausted)
@@ -316,6 +408,16 @@ def _run_call(fn: Callable[[], Any], future: concurrent.futures.Future[Any]) -> 
         future.set_result(fn())
     except BaseException as exc:
         future.set_exception(exc)
+
+
+def _at_once(handler: Callable[[Sequence[In]], Sequence[Out]]) -> Launcher[In, Out]:
+    """A launcher that computes the batch when started."""
+
+    def launch(items: Sequence[In]) -> Callable[[], Sequence[Out]]:
+        results = handler(items)
+        return lambda: results
+
+    return launch
 
 
 def _fail(future: concurrent.futures.Future[T], exc: BaseException) -> None:

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     cudnn_benchmark: bool = Field(
         False, description="Let cuDNN time algorithms per new input shape (CUDA)."
     )
+    overlap_batches: bool = Field(
+        True,
+        description="On CUDA, copy the next full batch to the GPU while the current one computes.",
+    )
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
     channels_last: bool = Field(True, description="Run VGG19 in the channels-last layout.")
     cpu_allocator_tuning: bool = Field(

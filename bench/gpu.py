@@ -16,6 +16,10 @@ Sections (``--sections``; each skipped, with a note, once ``--budget-s`` would b
   reference), fp32 and bf16 eager, bf16 compiled at 224 (batches up to 16); the bare forward
   pass on the same rows beside it (``share_of_bare``: what the metrics, the host copy and the
   transfer leave of the model's rate) and the peak memory.
+* ``overlap``: the batch worker kept saturated (distinct pairs, all queued at once) with
+  ``SIMSCORE_OVERLAP_BATCHES`` off and on, interleaved (``--overlap-rounds``), at each side and
+  at batches 8 and 32, fp32 and bf16 eager: pairs/s and the ratio on/off that decides the
+  setting's default.
 * ``deviation``: bf16, fp16 and fp32 with TF32 against strict fp32 (TF32 off) on real
   photographs (``bench/precision.py``'s pairs).
 * ``cudnn``: ``cudnn.benchmark`` off, then on, with aspect-ratio traffic (many shapes, each seen
@@ -29,6 +33,7 @@ Weights are the seeded random VGG19: throughput does not depend on the values.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import statistics
 import sys
@@ -42,15 +47,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.batching import Batcher
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
-from app.scoring import ModelRunner, PairRequest, Scorer
+from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
 from app.scoring.device import configure_cuda
 from app.vocabulary import Precision
 from bench import engine, precision
 from bench.common import Results, distinct_pairs, header, load_average, median_seconds, table
 
-SECTIONS = ("preflight", "sweep", "deviation", "cudnn", "table")
+SECTIONS = ("preflight", "sweep", "overlap", "deviation", "cudnn", "table")
+OVERLAP_BATCHES_PER_RUN = 8  # batches queued at once per overlap measurement
 COMPILED_MAX_BATCH = 16  # the compiled sweep warms up (compiles) row counts 1 to 2 x this
 HTTP_PACKAGES = ("fastapi", "uvicorn", "pydantic_settings", "multipart", "httpx", "piq")
 # Aspect-ratio traffic: (width, height) as uploads keep them, after the 1024 px cap.
@@ -153,6 +160,69 @@ def _sweep_row(
     }
 
 
+def overlap(
+    device: torch.device, sides: Sequence[int], batches: Sequence[int], rounds: int, deadline: float
+) -> list[dict[str, Any]]:
+    """Pairs/s of a saturated batch worker without and with overlap, rounds interleaved."""
+    extractor = _extractor()
+    rows: list[dict[str, Any]] = []
+    for side in sides:
+        for name in ("fp32", "bf16"):
+            scorers = {
+                on: Scorer(
+                    ModelRunner(extractor, device=device, precision=_precision(name), overlap=on)
+                )
+                for on in (False, True)
+            }
+            for batch in batches:
+                row: dict[str, Any] = {"side": side, "precision": name, "batch": batch}
+                rows.append(row)
+                if time.monotonic() > deadline:
+                    row["status"] = "skipped (budget)"
+                    continue
+                pairs = distinct_pairs(side, batch * OVERLAP_BATCHES_PER_RUN)
+                rates: dict[bool, list[float]] = {False: [], True: []}
+                try:
+                    for _ in range(rounds):
+                        for on, scorer in scorers.items():
+                            rates[on].append(asyncio.run(_saturated(scorer, on, pairs, batch)))
+                except torch.OutOfMemoryError:
+                    row["status"] = "OOM"
+                    torch.cuda.empty_cache()
+                    break
+                off, with_overlap = statistics.median(rates[False]), statistics.median(rates[True])
+                row.update(
+                    status="ok",
+                    overlap_runs=scorers[True].runner.overlap,
+                    off_pairs_per_s=round(off, 1),
+                    on_pairs_per_s=round(with_overlap, 1),
+                    on_over_off=round(with_overlap / off, 3),
+                )
+                print(row, flush=True)
+    return rows
+
+
+async def _saturated(scorer: Scorer, overlap: bool, pairs: list[PairRequest], batch: int) -> float:
+    """Pairs/s of one batch worker given ``pairs`` all at once (after two warm-up batches)."""
+    batcher: Batcher[PairRequest, PairScores] = Batcher(
+        scorer.score,
+        group_key=lambda pair: pair.shape,
+        max_batch_size=batch,
+        max_wait_s=0.0,
+        queue_size=len(pairs),
+        launcher=scorer.launch if overlap else None,
+    )
+    batcher.start()
+    try:
+        deadline = time.monotonic() + 600
+        await asyncio.gather(*batcher.submit_many(pairs[: 2 * batch], deadline=deadline))
+        started = time.perf_counter()
+        await asyncio.gather(*batcher.submit_many(pairs, deadline=deadline))
+        return len(pairs) / (time.perf_counter() - started)
+    finally:
+        batcher.close()
+
+
 def deviation(device: torch.device, side: int) -> list[dict[str, Any]]:
     """Each precision (and TF32) against strict fp32, on the precision benchmark's pairs."""
     extractor = _extractor()
@@ -244,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=270.0, help="skip sections past it")
     parser.add_argument("--sides", default="224,512")
     parser.add_argument("--batch-sizes", default="1,4,8,16,32,64")
+    parser.add_argument("--overlap-batch-sizes", default="8,32")
+    parser.add_argument("--overlap-rounds", type=int, default=3)
     parser.add_argument("--cudnn-batch", type=int, default=4)
     parser.add_argument("--cudnn-visits", type=int, default=3)
     parser.add_argument("--cudnn-scale", type=float, default=1.0, help="shrink the shapes")
@@ -270,6 +342,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, Callable[[], Any]] = {
         "preflight": lambda: preflight(device),
         "sweep": lambda: sweep(device, sides, batches, deadline, args.compiled),
+        "overlap": lambda: overlap(
+            device,
+            sides,
+            [int(b) for b in args.overlap_batch_sizes.split(",")],
+            args.overlap_rounds,
+            deadline,
+        ),
         "deviation": lambda: deviation(device, sides[0]),
         "cudnn": lambda: cudnn_benchmark(
             device, args.cudnn_batch, args.cudnn_visits, args.cudnn_scale

@@ -7,6 +7,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -55,9 +56,39 @@ class Observed:
         self.events.append(("failed", (items, exhausted)))
 
 
+class Launches:
+    """A launcher: records when each batch is started and collected; collecting can be held,
+    starting or collecting can fail or run out of memory for given values."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.collecting = threading.Event()
+        self.collecting.set()
+        self.oom_at_start: set[int] = set()  # a batch of more than one holding these
+        self.fail_at_collect: set[int] = set()
+        self.threads: set[str] = set()
+
+    def __call__(self, items: Sequence[tuple[str, int]]) -> Callable[[], list[int]]:
+        values = [value for _, value in items]
+        self.threads.add(threading.current_thread().name)
+        self.log.append(f"start {values}")
+        if len(values) > 1 and self.oom_at_start & set(values):
+            raise MemoryError(f"out of memory starting {values}")
+
+        def collect() -> list[int]:
+            self.collecting.wait(10)
+            self.log.append(f"collect {values}")
+            if self.fail_at_collect & set(values):
+                raise RuntimeError("device error")
+            return [value * 10 for value in values]
+
+        return collect
+
+
 def make(
     handler: Callable[[Sequence[tuple[str, int]]], list[int]],
     *,
+    launcher: Callable[[Sequence[tuple[str, int]]], Callable[[], Sequence[int]]] | None = None,
     max_batch_size: int = 4,
     max_wait_s: float = 0.05,
     queue_size: int = 64,
@@ -76,6 +107,7 @@ def make(
         exhausted_error=lambda: OutOfMemory("out of memory for a single item"),
         unhealthy_after=unhealthy_after,
         observer=observer,
+        launcher=launcher,
     )
     batcher.start()
     return batcher
@@ -283,6 +315,139 @@ async def test_close_fails_what_is_still_queued() -> None:
     handler.gate.set()
     await held
     closer.join()
+
+
+# -- overlap: the next full batch starts before the current one is collected ------------------
+
+
+def overlapping(launches: Launches, **kwargs: Any) -> Batcher[tuple[str, int], int]:
+    def unused(items: Sequence[tuple[str, int]]) -> list[int]:
+        raise AssertionError("with a launcher, the handler is not called")
+
+    return make(unused, launcher=launches, max_batch_size=4, **kwargs)
+
+
+async def test_a_full_next_batch_starts_before_the_current_one_is_collected() -> None:
+    launches = Launches()
+    batcher = overlapping(launches)
+    outs = await asyncio.gather(*batcher.submit_many([("a", i) for i in range(12)], deadline=far()))
+    assert [o.value for o in outs] == [i * 10 for i in range(12)]
+    assert all(o.batch_size == 4 for o in outs)
+    assert launches.log == [
+        "start [0, 1, 2, 3]",
+        "start [4, 5, 6, 7]",  # staged while the first is on the device
+        "collect [0, 1, 2, 3]",
+        "start [8, 9, 10, 11]",
+        "collect [4, 5, 6, 7]",
+        "collect [8, 9, 10, 11]",
+    ]
+    assert launches.threads == {"simscore-batcher"}
+    assert batcher.depth == 0
+    batcher.close()
+
+
+async def test_a_batch_that_is_not_full_forms_after_the_current_one_as_without_overlap() -> None:
+    """Batches form as they would without overlap until the queue holds more than one: the
+    items left over wait for the current batch, then for more items up to max_wait_s."""
+    launches = Launches()
+    launches.collecting.clear()
+    batcher = overlapping(launches, max_wait_s=0.2)
+    first = batcher.submit_many([("a", i) for i in range(6)], deadline=far())
+    await asyncio.sleep(0.05)
+    later = batcher.submit_many([("a", 6)], deadline=far())  # joins the two left over
+    launches.collecting.set()
+    await asyncio.gather(*first, *later)
+    assert launches.log == [
+        "start [0, 1, 2, 3]",
+        "collect [0, 1, 2, 3]",
+        "start [4, 5, 6]",
+        "collect [4, 5, 6]",
+    ]
+    batcher.close()
+
+
+async def test_overlap_out_of_memory_and_failures_stay_with_their_batch() -> None:
+    """The staged batch runs out of memory when it starts: the batch on the device is collected
+    first, then the staged one is retried in halves; a failure when collecting fails only its
+    own batch and counts against health."""
+    launches = Launches()
+    launches.oom_at_start = {5}
+    launches.fail_at_collect = {9}
+    released: list[int] = []
+    batcher = overlapping(launches, on_exhausted=lambda: released.append(1))
+    outs = await asyncio.gather(
+        *batcher.submit_many([("a", i) for i in range(12)], deadline=far()),
+        return_exceptions=True,
+    )
+    values = [o if isinstance(o, BaseException) else o.value for o in outs]
+    assert values[:8] == [i * 10 for i in range(8)]
+    assert all(isinstance(v, RuntimeError) for v in values[8:])
+    assert launches.log[:5] == [
+        "start [0, 1, 2, 3]",
+        "start [4, 5, 6, 7]",  # out of memory at its start
+        "collect [0, 1, 2, 3]",
+        "start [4, 5]",  # only then released and retried, in halves
+        "start [4]",
+    ]
+    assert released == [1, 1]
+    assert healthy(batcher)  # one failure in a row (unhealthy after 3)
+    assert (await batcher.submit(("b", 1), deadline=far())).value == 10
+    batcher.close()
+
+
+async def test_out_of_memory_when_collecting_frees_the_batch_before_the_retry() -> None:
+    class Activations:
+        pass
+
+    alive: list[weakref.ref[Activations]] = []
+    freed_before_retry: list[bool] = []
+
+    def launch(items: Sequence[tuple[str, int]]) -> Callable[[], list[int]]:
+        activations = Activations()
+        alive.append(weakref.ref(activations))
+
+        def collect() -> list[int]:
+            if len(items) > 1:
+                raise MemoryError(f"out of memory reading {activations} back")
+            return [value for _, value in items]
+
+        return collect
+
+    def release() -> None:
+        freed_before_retry.append(all(ref() is None for ref in alive))
+
+    batcher = make(
+        Recorder(),
+        launcher=launch,
+        max_batch_size=2,
+        on_exhausted=release,
+    )
+    outs = await asyncio.gather(*batcher.submit_many([("a", 1), ("a", 2)], deadline=far()))
+    assert [o.value for o in outs] == [1, 2]
+    assert freed_before_retry == [True]
+    batcher.close()
+
+
+async def test_calls_and_close_wait_for_the_batch_on_the_device() -> None:
+    launches = Launches()
+    launches.collecting.clear()
+    batcher = overlapping(launches)
+    batch = batcher.submit_many([("a", i) for i in range(4)], deadline=far())
+    await asyncio.sleep(0.05)
+    call = asyncio.ensure_future(batcher.call(lambda: launches.log.append("call")))
+    await asyncio.sleep(0.05)
+    assert launches.log == ["start [0, 1, 2, 3]"]
+    launches.collecting.set()
+    await call
+    assert launches.log == ["start [0, 1, 2, 3]", "collect [0, 1, 2, 3]", "call"]
+    launches.collecting.clear()
+    staged = batcher.submit_many([("a", i) for i in range(4, 8)], deadline=far())
+    await asyncio.sleep(0.05)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    launches.collecting.set()
+    closer.join()
+    assert [(await f).value for f in (*batch, *staged)] == [i * 10 for i in range(8)]
 
 
 def test_invalid_configuration_is_refused() -> None:

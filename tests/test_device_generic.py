@@ -83,11 +83,11 @@ def sheet_on_meta(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     every score the scorer computed, still on its device."""
     seen: list[torch.Tensor] = []
 
-    def results(self: ScoreSheet, from_cache: object) -> list[object]:
+    def read_back(self: ScoreSheet, download: object, from_cache: object) -> object:
         seen.extend(entry.values for entry in self._entries)
-        return [None] * len(self._pairs)
+        return lambda: [None] * len(self._pairs)
 
-    monkeypatch.setattr(ScoreSheet, "results", results)
+    monkeypatch.setattr(ScoreSheet, "read_back", read_back)
     return seen
 
 

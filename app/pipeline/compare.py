@@ -79,6 +79,7 @@ class ComparePipeline:
             ),
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
+            launcher=self._launch_batch if scorer.runner.overlap else None,
         )
         self._preprocessing = preprocessing_tag(settings.max_side)
         self._memory = DecodedMemory(settings.decoded_memory_bytes)
@@ -255,11 +256,28 @@ class ComparePipeline:
         )
 
     def _score_batch(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
+        return self._launch_batch(pairs)()
+
+    def _launch_batch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
+        """Start scoring a batch; what waits for its scores. The device memory gauges are
+        reported once the batch is done or has failed, wherever it failed."""
         try:
-            return self.scorer.score(pairs)
-        finally:
-            if self._observer:
-                self._observer.device_memory(self.scorer.runner.memory())
+            scores = self.scorer.launch(pairs)
+        except BaseException:
+            self._report_memory()
+            raise
+
+        def collect() -> list[PairScores]:
+            try:
+                return scores()
+            finally:
+                self._report_memory()
+
+        return collect
+
+    def _report_memory(self) -> None:
+        if self._observer:
+            self._observer.device_memory(self.scorer.runner.memory())
 
 
 def _map_png(

@@ -56,6 +56,7 @@ def build_scorer(
         channels_last=settings.channels_last,
         compile_model=settings.compile_enabled,
         compile_cache_dir=settings.compile_cache_dir,
+        overlap=settings.overlap_batches,
     )
     if settings.compile_enabled and not settings.warmup_shapes:
         log.warning(

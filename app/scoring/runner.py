@@ -1,9 +1,14 @@
 """The model beside its device: VGG19's taps for a batch of images, fast and on the right device.
 
 ``ModelRunner`` owns the device policy (precision and autocast, memory layout, compiled kernels),
-the warm-up, and the host-to-device path: a batch's references and candidates are written once
-into one host buffer in the forward's memory layout (pinned and reused on CUDA) and copied to the
-device in one transfer.
+the warm-up, and the transfers: a batch's references and candidates are written once into one
+host buffer in the forward's memory layout (pinned and reused on CUDA) and copied to the device in
+one transfer; its scores come back in one transfer too (``download``).
+
+Overlap (``overlap=True``, CUDA): two pinned buffers used in turn, and the copy to the device on
+a stream of its own that the compute stream waits for. The host can then fill the next batch's
+buffer and start its copy while the current batch computes (``app.batching`` starts a full next
+batch before collecting the current one).
 
 Compiled kernels (``compile_model``): ``torch.compile`` (inductor, frozen weights) traces only
 during the warm-up, for each warmed image shape and every row count a batch of that shape can
@@ -18,6 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,21 +42,62 @@ Taps = Callable[[torch.Tensor], list[torch.Tensor]]
 
 
 class CopyDone(Protocol):
-    """Marks when an asynchronous host-to-device copy has read its source (a CUDA event)."""
+    """Marks when an asynchronous copy is done with its source (a CUDA event)."""
 
     def record(self) -> None: ...
 
     def synchronize(self) -> None: ...
 
 
-def pinned_empty(numel: int) -> torch.Tensor:
-    """A flat float32 host buffer in page-locked memory (what makes a copy asynchronous)."""
-    return torch.empty(numel, dtype=torch.float32, device="cpu", pin_memory=True)
+class CopyStream(Protocol):
+    """A stream for host-to-device copies beside the compute stream (CUDA)."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def hand_over(self, tensor: torch.Tensor) -> None:
+        """Make the compute stream wait for the copies so far, and mark ``tensor`` (copied
+        here) as used there, so that its memory is not reused before the compute is done."""
+
+
+class _CudaCopyStream:
+    def __init__(self, device: torch.device) -> None:
+        self._stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+        self._using = torch.cuda.stream(self._stream)
+
+    def __enter__(self) -> object:
+        return self._using.__enter__()  # type: ignore[no-untyped-call]
+
+    def __exit__(self, *exc: object) -> None:
+        self._using.__exit__(*exc)
+
+    def hand_over(self, tensor: torch.Tensor) -> None:
+        compute = torch.cuda.current_stream(tensor.device)
+        compute.wait_stream(self._stream)
+        tensor.record_stream(compute)
+
+
+def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A flat host buffer in page-locked memory (what makes a copy asynchronous)."""
+    return torch.empty(numel, dtype=dtype, device="cpu", pin_memory=True)
 
 
 def copy_event() -> CopyDone:
     event: CopyDone = torch.cuda.Event()  # type: ignore[no-untyped-call]
     return event
+
+
+def copy_stream(device: torch.device) -> CopyStream:
+    return _CudaCopyStream(device)
+
+
+@dataclass
+class _HostSlot:
+    """A reused pinned host buffer and the event of the last copy that read it."""
+
+    buffer: torch.Tensor | None = None
+    copied: CopyDone | None = None
 
 
 class ModelRunner:
@@ -65,18 +112,29 @@ class ModelRunner:
         channels_last: bool = True,
         compile_model: bool = False,
         compile_cache_dir: Path | None = None,
+        overlap: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         self.device = device
         self.precision: Precision = precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.extractor = extractor.to(device).to(memory_format=self.memory_format).eval()
-        self.pin_memory = device.type == "cuda"  # pinned host buffer, asynchronous copy
+        # Pinned host buffers and asynchronous copies: on CUDA unless told (tests pin for meta).
+        self.pin_memory = device.type == "cuda" if pin_memory is None else pin_memory
         self._compiled: Taps | None = None
         self._compiled_shapes: set[Shape] = set()
         if compile_model:
             self._compiled = _compile(self.extractor, device, compile_cache_dir)
-        self._pinned: torch.Tensor | None = None
-        self._copied: CopyDone | None = None
+        self.overlap = overlap and self.pin_memory
+        self._slots = [_HostSlot() for _ in range(2 if self.overlap else 1)]
+        self._turn = 0
+        self._copies: CopyStream | None = copy_stream(device) if self.overlap else None
+
+    @property
+    def host_buffers(self) -> list[torch.Tensor]:
+        """The pinned host buffers uploads reuse (one, two with overlap; none before the first
+        upload, and none off CUDA)."""
+        return [slot.buffer for slot in self._slots if slot.buffer is not None]
 
     @property
     def compiling(self) -> bool:
@@ -94,19 +152,42 @@ class ModelRunner:
         """``(R + C, 3, H, W)`` on the device: the references, then the candidates.
 
         One host copy into a buffer in the forward's memory layout (pinned and reused on CUDA),
-        then one transfer to the device (none on the CPU).
+        then one transfer to the device (none on the CPU), on the copy stream with overlap.
         """
         images = [*references, *candidates]
-        host = self._host_buffer((len(images), *images[0].shape))
+        host, slot = self._host_buffer((len(images), *images[0].shape))
         for row, image in enumerate(images):
             host[row].copy_(image)
         if self.device.type == "cpu":
             return host
-        on_device = host.to(self.device, non_blocking=self.pin_memory)
-        if self.pin_memory:
-            self._copied = copy_event()
-            self._copied.record()
+        with self._copies or contextlib.nullcontext():
+            on_device = host.to(self.device, non_blocking=self.pin_memory)
+            if slot is not None:
+                slot.copied = copy_event()
+                slot.copied.record()
+        if self._copies is not None:
+            self._copies.hand_over(on_device)
         return on_device
+
+    def download(self, values: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """Start copying ``values`` to the host; returns what waits for the copy and gives the
+        host tensor. On CUDA the copy goes into pinned memory without blocking: the host waits
+        only when the values are asked for."""
+        if values.device.type == "cpu":
+            return lambda: values
+        if not self.pin_memory:
+            host = values.cpu()
+            return lambda: host
+        pinned = pinned_empty(values.numel(), values.dtype).view(values.shape)
+        pinned.copy_(values, non_blocking=True)
+        arrived = copy_event()
+        arrived.record()
+
+        def wait() -> torch.Tensor:
+            arrived.synchronize()
+            return pinned
+
+        return wait
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The five taps of ``images`` ``(N, 3, H, W)`` in [0, 1]: compiled kernels for a shape
@@ -185,18 +266,21 @@ class ModelRunner:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
-    def _host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+    def _host_buffer(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, _HostSlot | None]:
         """A host tensor of ``shape`` in the forward's layout: fresh on the CPU (the device
-        itself), a view of the reused pinned buffer otherwise."""
+        itself), otherwise a view of the next pinned buffer (once its last copy has read it)."""
         strides = torch.empty(shape, device="meta").contiguous(memory_format=self.memory_format)
         if not self.pin_memory:
-            return torch.empty_strided(shape, strides.stride(), device="cpu")
+            return torch.empty_strided(shape, strides.stride(), device="cpu"), None
         numel = strides.numel()
-        if self._copied is not None:
-            self._copied.synchronize()  # the last batch's copy has read the buffer
-        if self._pinned is None or self._pinned.numel() < numel:
-            self._pinned = pinned_empty(numel)
-        return self._pinned[:numel].as_strided(shape, strides.stride())
+        slot = self._slots[self._turn]
+        self._turn = (self._turn + 1) % len(self._slots)
+        if slot.copied is not None:
+            slot.copied.synchronize()
+        if slot.buffer is None or slot.buffer.numel() < numel:
+            slot.buffer = None  # free the smaller buffer before pinning a larger one
+            slot.buffer = pinned_empty(numel)
+        return slot.buffer[:numel].as_strided(shape, strides.stride()), slot
 
 
 def _batch_dynamic(images: torch.Tensor) -> torch.Tensor:

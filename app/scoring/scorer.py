@@ -9,7 +9,7 @@ images gets the exact scores of equal images, by definition, on every CPU and in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -40,25 +40,38 @@ class Scorer:
         self.cache = cache if cache is not None else ReferenceCache(0, 0)
 
     def score(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
-        """Scores of pairs of one shape: equal images exactly by definition; for the others,
-        the features (one forward pass over the references not yet known and the candidates),
-        then each requested metric, then one result per pair, read from the device at once."""
+        """Scores of pairs of one shape (``launch`` and wait for its results)."""
+        return self.launch(pairs)()
+
+    def launch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
+        """Start scoring pairs of one shape; returns what waits for their scores.
+
+        Equal images get the scores of equal images by definition; the others, their features
+        (one forward pass over the references not yet known and the candidates), then each
+        requested metric, then one result per pair, read from the device in one transfer. On a
+        GPU the work is queued on the device when this returns, and the host is free to prepare
+        the next batch until the scores are waited for."""
         if len({p.shape for p in pairs}) > 1:
             raise ValueError(f"a batch must hold one tensor shape, got {[p.shape for p in pairs]}")
         equal = [p.identical for p in pairs]
         distinct = [p for p, same in zip(pairs, equal, strict=True) if not same]
-        scored = iter(self._score_distinct(distinct) if distinct else [])
-        return [
-            identical_scores(p.metrics) if same else next(scored)
-            for p, same in zip(pairs, equal, strict=True)
-        ]
+        read = self._score_distinct(distinct) if distinct else list
+
+        def scores() -> list[PairScores]:
+            scored = iter(read())
+            return [
+                identical_scores(p.metrics) if same else next(scored)
+                for p, same in zip(pairs, equal, strict=True)
+            ]
+
+        return scores
 
     def release_memory(self) -> None:
         """After an out-of-memory error: drop cached references and free cached blocks."""
         self.cache.clear()
         self.runner.release_memory()
 
-    def _score_distinct(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
+    def _score_distinct(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
         sheet = ScoreSheet(pairs)
         refs = BatchReferences([p.reference_key for p in pairs], self.cache)
         with torch.inference_mode():
@@ -74,7 +87,7 @@ class Scorer:
             if rows := sheet.rows_wanting(FEATURE_SCORES):
                 self._feature_scores(sheet, refs, images, rows, regions)
             refs.store()
-            return sheet.results(refs.from_cache)
+            return sheet.read_back(self.runner.download, refs.from_cache)
 
     def _ssim(
         self,

@@ -45,11 +45,20 @@ class ScoreSheet:
         if per_tap is not None:
             self._entries.append(_Entry(f"{name}_layers", name, rows, per_tap))
 
-    def results(self, from_cache: Callable[[int], bool]) -> list[PairScores]:
-        """One ``PairScores`` per pair, each with what it asked for; ``from_cache(row)`` says
-        whether a pair's reference features came from the reference cache."""
+    def read_back(
+        self,
+        download: Callable[[torch.Tensor], Callable[[], torch.Tensor]],
+        from_cache: Callable[[int], bool],
+    ) -> Callable[[], list[PairScores]]:
+        """Start reading every value back in one transfer (``download`` starts it and returns
+        what waits for it); returns what waits and then builds one ``PairScores`` per pair, each
+        with what it asked for. ``from_cache(row)`` says whether a pair's reference features
+        came from the reference cache."""
         blocks = [entry.values.double().reshape(-1) for entry in self._entries]
-        numbers: list[float] = torch.cat(blocks).cpu().tolist() if blocks else []
+        arrived = download(torch.cat(blocks)) if blocks else None
+        return lambda: self._scores([] if arrived is None else arrived().tolist(), from_cache)
+
+    def _scores(self, numbers: list[float], from_cache: Callable[[int], bool]) -> list[PairScores]:
         fields: list[dict[str, Any]] = [{} for _ in self._pairs]
         offset = 0
         for entry in self._entries:

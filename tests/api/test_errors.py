@@ -19,6 +19,7 @@ from tests.support.asgi import raw
 from tests.support.http import metric_value
 from tests.support.http import pair_files as files
 from tests.support.images import encode, photo
+from tests.support.models import ScoreFn, intercept_scoring
 from tests.support.servers import running, service_of
 
 GOOD = encode(photo("astronaut", 64))
@@ -133,9 +134,9 @@ async def test_declared_oversized_body_is_refused_before_reading(
 
 
 class Gate:
-    """Wraps ``Scorer.score`` so a test can hold the worker, or fail it once."""
+    """Stands in front of the scorer so a test can hold the worker, or fail it once."""
 
-    def __init__(self, score: Callable[[Sequence[PairRequest]], list[PairScores]]) -> None:
+    def __init__(self, score: ScoreFn) -> None:
         self.score = score
         self.open = threading.Event()
         self.entered = threading.Event()
@@ -146,9 +147,14 @@ class Gate:
         """A gate in front of the app's scorer, and the app's pipeline."""
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        gate = cls(pipeline.scorer.score)
-        pipeline.scorer.score = gate  # type: ignore[method-assign]
-        return gate, pipeline
+        gates: list[Gate] = []
+
+        def wrap(score: ScoreFn) -> ScoreFn:
+            gates.append(cls(score))
+            return gates[0]
+
+        intercept_scoring(pipeline.scorer, wrap)
+        return gates[0], pipeline
 
     def __call__(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
         self.entered.set()
@@ -198,10 +204,9 @@ async def test_a_bug_is_a_json_500_and_the_server_keeps_serving(
     async with running(make_settings()) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        gate = Gate(pipeline.scorer.score)
+        gate, _ = Gate.install(app)
         gate.open.set()
         gate.fail_next = True
-        pipeline.scorer.score = gate  # type: ignore[method-assign]
         failed = await client.post("/compare", files=files(GOOD, OTHER))
         ok = await client.post("/compare", files=files(GOOD, OTHER))
         health = await client.get("/healthz")
@@ -288,14 +293,17 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
     async with running(settings) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        gate = Gate(pipeline.scorer.score)
+        gate, _ = Gate.install(app)
         scored: list[int] = []
 
-        def counting(pairs: Sequence[PairRequest]) -> list[PairScores]:
-            scored.append(len(pairs))
-            return gate(pairs)
+        def counting(score: ScoreFn) -> ScoreFn:
+            def count(pairs: Sequence[PairRequest]) -> list[PairScores]:
+                scored.append(len(pairs))
+                return score(pairs)
 
-        pipeline.scorer.score = counting  # type: ignore[method-assign]
+            return count
+
+        intercept_scoring(pipeline.scorer, counting)
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
         await asyncio.to_thread(gate.entered.wait, 10)
 
@@ -323,15 +331,17 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
     async with running(make_settings(max_batch_size=4, max_wait_ms=100)) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        real = pipeline.scorer.score
         big = encode(photo("chelsea", 96))
 
-        def scarce(pairs: Sequence[PairRequest]) -> list[PairScores]:
-            if len(pairs) > 1 or pairs[0].shape[-1] == 96:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return real(pairs)
+        def scarce(real: ScoreFn) -> ScoreFn:
+            def score(pairs: Sequence[PairRequest]) -> list[PairScores]:
+                if len(pairs) > 1 or pairs[0].shape[-1] == 96:
+                    raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+                return real(pairs)
 
-        pipeline.scorer.score = scarce  # type: ignore[method-assign]
+            return score
+
+        intercept_scoring(pipeline.scorer, scarce)
         responses = await asyncio.gather(
             client.post("/compare", files=files(GOOD, OTHER)),
             client.post("/compare", files=files(OTHER, GOOD)),

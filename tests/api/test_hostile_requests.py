@@ -24,6 +24,7 @@ from tests.support.asgi import CHUNK, Body, RawRequest, detail, raw
 from tests.support.attacks import KEY
 from tests.support.http import pair_files
 from tests.support.images import encode, photo
+from tests.support.models import ScoreFn, intercept_scoring
 from tests.support.servers import running, running_client, service_of
 from tests.support.settings import settings_for
 
@@ -328,10 +329,13 @@ async def test_a_failed_batch_item_is_logged_with_its_traceback_and_request_id(
         pipeline = service_of(app).pipeline
         assert pipeline is not None
 
-        def broken(pairs: Sequence[PairRequest]) -> list[PairScores]:
-            raise RuntimeError("simulated scorer bug")
+        def broken(real: ScoreFn) -> ScoreFn:
+            def score(pairs: Sequence[PairRequest]) -> list[PairScores]:
+                raise RuntimeError("simulated scorer bug")
 
-        pipeline.scorer.score = broken  # type: ignore[method-assign]
+            return score
+
+        intercept_scoring(pipeline.scorer, broken)
         with caplog.at_level(logging.ERROR, logger="simscore.errors"):
             response = await client.post(
                 "/compare/batch",

@@ -1,21 +1,26 @@
 """The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, the pinned
-host buffer, memory gauges, out-of-memory recognition. Skipped without CUDA (every test here is
-marked ``gpu``); run on a GPU machine with ``python -m pytest -m gpu tests/gpu``."""
+host buffers and overlapped batches, memory gauges, out-of-memory recognition. Skipped without
+CUDA (every test here is marked ``gpu``); run on a GPU machine with
+``python -m pytest -m gpu tests/gpu``."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 
+from app.batching import Batcher
 from app.config import Settings
 from app.models.vgg import VGGFeatures
-from app.scoring import ModelRunner, PairRequest, Scorer
+from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
 from app.scoring.device import is_out_of_memory
 from tests.support.http import pair_files, sample
-from tests.support.images import distort, encode, photo
+from tests.support.images import distort, encode, photo, to_tensor
 from tests.support.servers import running_client, service_of
 
 pytestmark = [
@@ -80,18 +85,53 @@ def test_identical_pair_is_exact_on_cuda(make_settings: Callable[..., Settings])
     assert body["scores"]["ssim"] == 1.0 and body["scores"]["psnr"] is None
 
 
-def test_upload_uses_one_reused_pinned_buffer(extractor: VGGFeatures) -> None:
-    runner = ModelRunner(extractor, device=torch.device("cuda"))
-    images = [torch.rand(3, 32, 32) for _ in range(4)]
-    first = runner.upload(images[:2], images[2:])
-    assert first.is_cuda and first.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(first.cpu(), torch.stack(images))
-    pinned = runner._pinned
-    assert pinned is not None and pinned.is_pinned()
-    runner.upload(images[:1], images[1:2])
-    assert runner._pinned is pinned
-    scores = Scorer(runner).score([PairRequest(images[0], images[1])])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_uploads_reuse_pinned_buffers(extractor: VGGFeatures, overlap: bool) -> None:
+    """One pinned buffer, or two used in turn with overlap (the copy on its own stream); each
+    upload arrives whole, whatever the stream it was copied on."""
+    runner = ModelRunner(extractor, device=torch.device("cuda"), overlap=overlap)
+    assert runner.overlap is overlap
+    batches = [[torch.rand(3, 32, 32) for _ in range(4)] for _ in range(3)]
+    uploaded = [runner.upload(batch[:2], batch[2:]) for batch in batches]
+    for images, batch in zip(uploaded, batches, strict=True):
+        assert images.is_cuda and images.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(images.cpu(), torch.stack(batch))
+    buffers = runner.host_buffers
+    assert len(buffers) == (2 if overlap else 1) and all(b.is_pinned() for b in buffers)
+    runner.upload(batches[0][:1], batches[0][1:2])
+    assert [b.data_ptr() for b in runner.host_buffers] == [b.data_ptr() for b in buffers]
+    scores = Scorer(runner).score([PairRequest(batches[0][0], batches[0][1])])
     assert scores[0].vgg is not None and scores[0].vgg > 0
+
+
+async def test_overlapped_batches_score_as_one_pair_at_a_time(extractor: VGGFeatures) -> None:
+    """Twelve distinct pairs queued at once, batches of two: each next batch is copied while
+    the last computes, and every pair gets the scores it gets alone."""
+    pairs = [
+        PairRequest(to_tensor(photo(name, SIDE)), to_tensor(distort(photo(name, SIDE), kind)))
+        for name in ("astronaut", "chelsea", "coffee")
+        for kind in ("jpeg", "noise", "blur", "colour")
+    ]
+    alone = Scorer(ModelRunner(copy.deepcopy(extractor), device=torch.device("cuda")))
+    expected = [alone.score([p])[0] for p in pairs]
+    scorer = Scorer(ModelRunner(extractor, device=torch.device("cuda"), overlap=True))
+    batcher: Batcher[PairRequest, PairScores] = Batcher(
+        scorer.score,
+        group_key=lambda pair: pair.shape,
+        max_batch_size=2,
+        max_wait_s=0.0,
+        queue_size=64,
+        launcher=scorer.launch,
+    )
+    batcher.start()
+    try:
+        outcomes = await asyncio.gather(*batcher.submit_many(pairs, deadline=time.monotonic() + 60))
+    finally:
+        batcher.close()
+    assert all(o.batch_size == 2 for o in outcomes)
+    for outcome, want in zip(outcomes, expected, strict=True):
+        for name in ("vgg", "style", "ssim", "mse"):
+            assert getattr(outcome.value, name) == pytest.approx(getattr(want, name), rel=1e-5)
 
 
 def test_a_real_cuda_out_of_memory_is_recognised() -> None:

@@ -67,40 +67,97 @@ class FakeEvent:
         self.log.append("synchronize")
 
 
+def meta_runner(monkeypatch: pytest.MonkeyPatch, log: list[str], **kwargs: Any) -> ModelRunner:
+    """The CUDA branch run on the CPU: pinning, events and the copy stream monkeypatched,
+    ``meta`` as the device; ``log`` records the events' and the stream's calls in order."""
+    monkeypatch.setattr(runner_module, "copy_event", lambda: FakeEvent(log))
+    monkeypatch.setattr(runner_module, "copy_stream", lambda device: FakeStream(log))
+    with torch.device("meta"):
+        extractor = VGGFeatures(torch.nn.Sequential(*_vgg_layers()))
+    return ModelRunner(extractor, device=torch.device("meta"), pin_memory=True, **kwargs)
+
+
+class FakeStream:
+    """Stands in for the CUDA copy stream: records entering, leaving and handing over."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def __enter__(self) -> None:
+        self.log.append("copy stream")
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.append("compute stream")
+
+    def hand_over(self, tensor: torch.Tensor) -> None:
+        self.log.append(f"hand over {tuple(tensor.shape)} on {tensor.device.type}")
+
+
 def test_pinned_path_reuses_one_buffer_and_waits_for_the_last_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The CUDA branch run on the CPU: pinning and events monkeypatched, ``meta`` as the device."""
     log: list[str] = []
     allocations: list[int] = []
 
-    def pinned_empty(numel: int) -> torch.Tensor:
+    def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         allocations.append(numel)
-        return torch.empty(numel)
+        return torch.empty(numel, dtype=dtype)
 
     monkeypatch.setattr(runner_module, "pinned_empty", pinned_empty)
-    monkeypatch.setattr(runner_module, "copy_event", lambda: FakeEvent(log))
-    with torch.device("meta"):
-        extractor = VGGFeatures(torch.nn.Sequential(*_vgg_layers()))
-    runner = ModelRunner(extractor, device=torch.device("meta"))
-    runner.pin_memory = True
+    runner = meta_runner(monkeypatch, log)
 
     first = [torch.rand(3, 16, 16) for _ in range(4)]
     out = runner.upload(first[:2], first[2:])
     assert out.device.type == "meta" and out.shape == (4, 3, 16, 16)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    assert log == ["record"]
-    pinned = runner._pinned
-    assert pinned is not None
+    assert log == ["record"]  # no copy stream without overlap
+    (pinned,) = runner.host_buffers
     host = pinned[: 4 * 3 * 16 * 16].as_strided(out.shape, out.stride())
     assert torch.equal(host, torch.stack(first))  # one copy of each image, in order
 
     second = [torch.rand(3, 16, 16) for _ in range(2)]
     runner.upload(second[:1], second[1:])
     assert log == ["record", "synchronize", "record"]  # waited before overwriting
-    assert runner._pinned is pinned  # reused, not reallocated
+    assert runner.host_buffers == [pinned]  # reused, not reallocated
     runner.upload([torch.rand(3, 32, 32)] * 3, [torch.rand(3, 32, 32)] * 3)
     assert allocations == [4 * 3 * 16 * 16, 6 * 3 * 32 * 32]  # grown once for the larger batch
+
+
+def test_overlap_alternates_two_buffers_and_copies_on_the_copy_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With overlap the next batch is written into the other buffer while the last copy may
+    still be reading the first; each buffer is waited for only before its own reuse, the copy
+    runs on the copy stream, and the compute stream is handed the copied batch."""
+    log: list[str] = []
+    monkeypatch.setattr(runner_module, "pinned_empty", lambda n, dtype=None: torch.empty(n))
+    runner = meta_runner(monkeypatch, log, overlap=True)
+    batches = [[torch.full((3, 8, 8), float(i)) for _ in range(2)] for i in range(3)]
+    uploaded = [runner.upload(batch[:1], batch[1:]) for batch in batches]
+    copy = ["copy stream", "record", "compute stream", "hand over (2, 3, 8, 8) on meta"]
+    assert log == [*copy, *copy, "synchronize", *copy]  # the third reuses the first buffer
+    assert all(images.device.type == "meta" for images in uploaded)
+    first, second = runner.host_buffers
+    assert first.data_ptr() != second.data_ptr()
+    assert float(first[0]) == 2.0 and float(second[0]) == 1.0  # batches 0 and 2, then 1
+
+
+def test_download_waits_only_when_the_values_are_asked_for(
+    monkeypatch: pytest.MonkeyPatch, extractor: VGGFeatures
+) -> None:
+    log: list[str] = []
+    monkeypatch.setattr(
+        runner_module, "pinned_empty", lambda n, dtype: torch.empty(n, dtype=dtype, device="meta")
+    )
+    runner = meta_runner(monkeypatch, log)
+    values = torch.rand(5, dtype=torch.float64, device="meta")
+    wait = runner.download(values)
+    assert log == ["record"]  # the copy is started, nothing waited for yet
+    host = wait()
+    assert log == ["record", "synchronize"]
+    assert host.shape == (5,) and host.dtype == torch.float64
+    on_cpu = torch.rand(3)
+    assert cpu_runner(extractor).download(on_cpu)() is on_cpu  # the CPU: no copy
 
 
 def _vgg_layers() -> list[torch.nn.Module]:

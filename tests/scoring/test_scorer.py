@@ -152,6 +152,29 @@ def test_shared_reference_is_run_once_per_batch(extractor: VGGFeatures) -> None:
         handle.remove()
 
 
+def test_a_batch_started_before_the_last_is_collected_scores_alike(
+    extractor: VGGFeatures,
+) -> None:
+    """The order overlap brings on a GPU (start the next batch, then collect the last): each
+    batch gets its own scores, a reference the first batch cached included."""
+    golden = photo("astronaut", 64)
+
+    def shared(kind: str) -> PairRequest:
+        return PairRequest(to_tensor(golden), to_tensor(distort(golden, kind)), reference_key="g")
+
+    first = [shared("jpeg"), pair("chelsea", "noise")]
+    second = [shared("blur"), pair("coffee", "colour"), shared("noise")]
+    alone = Scorer(cpu_runner(extractor))
+    expected = [alone.score([p])[0] for p in (*first, *second)]
+    scorer = Scorer(cpu_runner(extractor), ReferenceCache(8, 1 << 30))
+    collect_first = scorer.launch(first)
+    collect_second = scorer.launch(second)
+    scores = [*collect_first(), *collect_second()]
+    for got, want in zip(scores, expected, strict=True):
+        assert_same(got, want)
+    assert [s.reference_cached for s in scores] == [False, False, True, False, True]
+
+
 def test_batch_of_mixed_shapes_is_refused(scorer: Scorer) -> None:
     with pytest.raises(ValueError, match="one tensor shape"):
         scorer.score([pair("astronaut", "jpeg", 64), pair("astronaut", "jpeg", 48)])

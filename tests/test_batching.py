@@ -67,6 +67,7 @@ class Launches:
         self.oom_at_start: set[int] = set()  # a batch of more than one holding these
         self.fail_at_collect: set[int] = set()
         self.threads: set[str] = set()
+        self.collect_s = 0.0  # how long a batch takes on its "device"
 
     def __call__(self, items: Sequence[tuple[str, int]]) -> Callable[[], list[int]]:
         values = [value for _, value in items]
@@ -77,6 +78,7 @@ class Launches:
 
         def collect() -> list[int]:
             self.collecting.wait(10)
+            time.sleep(self.collect_s)
             self.log.append(f"collect {values}")
             if self.fail_at_collect & set(values):
                 raise RuntimeError("device error")
@@ -115,6 +117,14 @@ def make(
 
 def healthy(batcher: Batcher[tuple[str, int], int]) -> bool:
     return batcher.healthy  # read afresh each time (mypy would narrow the property)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait for the worker thread to reach a state (instead of sleeping a guessed time)."""
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, "the worker never got there"
+        await asyncio.sleep(0.005)
 
 
 def far() -> float:
@@ -293,7 +303,7 @@ async def test_accepts_until_closed_then_refuses() -> None:
     batcher = make(handler, max_batch_size=2, max_wait_s=0)
     accepted = batcher.submit_many([("a", i) for i in range(5)], deadline=far())
     assert [(await a).value for a in accepted] == [0, 10, 20, 30, 40]
-    assert batcher.depth == 0
+    await until(lambda: batcher.depth == 0)  # the worker marks a batch done just after answering
     batcher.close()
     assert not batcher.alive
     with pytest.raises(NotReady):
@@ -329,10 +339,17 @@ def overlapping(launches: Launches, **kwargs: Any) -> Batcher[tuple[str, int], i
 
 async def test_a_full_next_batch_starts_before_the_current_one_is_collected() -> None:
     launches = Launches()
+    launches.collect_s = 0.05
     batcher = overlapping(launches)
+    began = time.monotonic()
     outs = await asyncio.gather(*batcher.submit_many([("a", i) for i in range(12)], deadline=far()))
+    wall = time.monotonic() - began
     assert [o.value for o in outs] == [i * 10 for i in range(12)]
     assert all(o.batch_size == 4 for o in outs)
+    # A batch started early counts its time from the end of the one before: batch times add up
+    # to the busy time (a "busy" share from them stays at most 1), each about one collect.
+    times = [outs[i].compute_s for i in (0, 4, 8)]
+    assert sum(times) <= wall and all(t >= 0.05 for t in times)
     assert launches.log == [
         "start [0, 1, 2, 3]",
         "start [4, 5, 6, 7]",  # staged while the first is on the device
@@ -342,7 +359,7 @@ async def test_a_full_next_batch_starts_before_the_current_one_is_collected() ->
         "collect [8, 9, 10, 11]",
     ]
     assert launches.threads == {"simscore-batcher"}
-    assert batcher.depth == 0
+    await until(lambda: batcher.depth == 0)  # the worker marks a batch done just after answering
     batcher.close()
 
 
@@ -433,7 +450,7 @@ async def test_calls_and_close_wait_for_the_batch_on_the_device() -> None:
     launches.collecting.clear()
     batcher = overlapping(launches)
     batch = batcher.submit_many([("a", i) for i in range(4)], deadline=far())
-    await asyncio.sleep(0.05)
+    await until(lambda: launches.log == ["start [0, 1, 2, 3]"])
     call = asyncio.ensure_future(batcher.call(lambda: launches.log.append("call")))
     await asyncio.sleep(0.05)
     assert launches.log == ["start [0, 1, 2, 3]"]
@@ -442,7 +459,7 @@ async def test_calls_and_close_wait_for_the_batch_on_the_device() -> None:
     assert launches.log == ["start [0, 1, 2, 3]", "collect [0, 1, 2, 3]", "call"]
     launches.collecting.clear()
     staged = batcher.submit_many([("a", i) for i in range(4, 8)], deadline=far())
-    await asyncio.sleep(0.05)
+    await until(lambda: "start [4, 5, 6, 7]" in launches.log)
     closer = threading.Thread(target=batcher.close)
     closer.start()
     launches.collecting.set()

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from app.metrics.constants import constant
+
 VGG_TAP_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 
@@ -54,5 +56,5 @@ def vgg_distance(
         raise ValueError("fx, fy, weights (and masks) need one entry per tap")
     cells = masks if masks is not None else [None] * len(fx)
     per_tap = torch.stack([tap_l1(a, b, m) for a, b, m in zip(fx, fy, cells, strict=True)], dim=1)
-    w = torch.tensor(weights, dtype=per_tap.dtype, device=per_tap.device)
+    w = constant(tuple(float(v) for v in weights), per_tap.dtype, per_tap.device)
     return per_tap @ w, per_tap

@@ -19,8 +19,12 @@ stack, strip by strip of output rows on the CPU so the working set stays in cach
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from app.metrics.constants import constant
 
 WINDOW_SIZE = 11
 SIGMA = 1.5
@@ -131,8 +135,13 @@ def _ssim_from_moments(
 
 def _window_for(x: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
     if window is None:
-        window = gaussian_window()
+        return constant(_default_taps(), torch.float32, x.device)
     return window.to(device=x.device, dtype=torch.float32)
+
+
+@functools.cache
+def _default_taps() -> tuple[float, ...]:
+    return tuple(gaussian_window(dtype=torch.float64).tolist())
 
 
 def ssim(

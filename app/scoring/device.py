@@ -7,6 +7,7 @@ out-of-memory recognition, memory figures and the glibc allocator setting for th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def configure_cuda(*, tf32: bool, cudnn_benchmark: bool) -> None:
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device`` without making the host wait for the device: on CUDA through
+    pinned memory and an asynchronous copy (a copy from pageable memory waits for the stream,
+    so the host would stall behind the batch before)."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def index_on(rows: Sequence[int], device: torch.device) -> torch.Tensor:
+    """``rows`` as an index tensor on ``device`` (see ``to_device``)."""
+    return to_device(torch.tensor(rows, dtype=torch.long, device="cpu"), device)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

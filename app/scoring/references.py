@@ -18,6 +18,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from app.scoring.device import index_on
+
 Part = Literal["taps", "grams", "moments"]
 PARTS: tuple[Part, ...] = ("taps", "grams", "moments")
 
@@ -226,7 +228,7 @@ class BatchReferences:
             rows = [s.row for s in sources]
             if rows == list(range(first.tensors[0].shape[0])):  # the stack itself, in order
                 return list(first.tensors)
-            index = torch.tensor(rows, device=first.tensors[0].device)
+            index = index_on(rows, first.tensors[0].device)
             return [t.index_select(0, index) for t in first.tensors]
         return [
             torch.cat([s.tensors[i][s.row : s.row + 1] for s in sources])

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from app.scoring.device import index_on, to_device
 from app.scoring.types import PairRequest
 
 Part = tuple[list[int], torch.Tensor | None]  # pair rows, and their masks (None: whole images)
@@ -20,7 +21,7 @@ class Regions:
         self._masks: torch.Tensor | None = None
         if masked:
             stacked = torch.stack([pairs[row].mask for row in masked])  # type: ignore[misc]
-            self._masks = stacked.to(device)
+            self._masks = to_device(stacked, device)
 
     def split(self, rows: Sequence[int]) -> list[Part]:
         """``rows`` in two parts, each scored its own way: the pairs without a mask, then the
@@ -32,5 +33,5 @@ class Regions:
             parts.append((plain, None))
         if masked and self._masks is not None:
             index = [self._position[row] for row in masked]
-            parts.append((masked, self._masks[index]))
+            parts.append((masked, self._masks.index_select(0, index_on(index, self._masks.device))))
         return parts

@@ -83,9 +83,23 @@ def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor
     return torch.empty(numel, dtype=dtype, device="cpu", pin_memory=True)
 
 
-def copy_event() -> CopyDone:
-    event: CopyDone = torch.cuda.Event()  # type: ignore[no-untyped-call]
-    return event
+class _CudaCopyDone:
+    """A CUDA event recorded on ``device``'s current stream (not the current device's: the
+    batch worker never sets its thread's device, so on ``cuda:1`` that would be GPU 0's)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+
+    def record(self) -> None:
+        self._event.record(torch.cuda.current_stream(self._device))
+
+    def synchronize(self) -> None:
+        self._event.synchronize()
+
+
+def copy_event(device: torch.device) -> CopyDone:
+    return _CudaCopyDone(device)
 
 
 def copy_stream(device: torch.device) -> CopyStream:
@@ -163,7 +177,7 @@ class ModelRunner:
         with self._copies or contextlib.nullcontext():
             on_device = host.to(self.device, non_blocking=self.pin_memory)
             if slot is not None:
-                slot.copied = copy_event()
+                slot.copied = copy_event(self.device)
                 slot.copied.record()
         if self._copies is not None:
             self._copies.hand_over(on_device)
@@ -180,7 +194,7 @@ class ModelRunner:
             return lambda: host
         pinned = pinned_empty(values.numel(), values.dtype).view(values.shape)
         pinned.copy_(values, non_blocking=True)
-        arrived = copy_event()
+        arrived = copy_event(self.device)
         arrived.record()
 
         def wait() -> torch.Tensor:

@@ -24,6 +24,7 @@ from app.metrics import (
     vgg_distance,
     window_centres,
 )
+from app.scoring.device import index_on
 from app.scoring.references import BatchReferences, ReferenceCache
 from app.scoring.regions import Regions
 from app.scoring.runner import ModelRunner
@@ -87,7 +88,8 @@ class Scorer:
             if rows := sheet.rows_wanting(FEATURE_SCORES):
                 self._feature_scores(sheet, refs, images, rows, regions)
             refs.store()
-            return sheet.read_back(self.runner.download, refs.from_cache)
+            cached = [refs.from_cache(row) for row in range(len(pairs))]
+            return sheet.read_back(self.runner.download, cached)
 
     def _ssim(
         self,
@@ -154,8 +156,11 @@ class Scorer:
 
 
 def _take(batch: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """``batch[rows]`` without a copy when ``rows`` is the whole batch in order."""
-    return batch if rows == list(range(batch.shape[0])) else batch[rows]
+    """``batch[rows]`` without a copy when ``rows`` is the whole batch in order (and without
+    making the host wait for the device otherwise: ``index_on``)."""
+    if rows == list(range(batch.shape[0])):
+        return batch
+    return batch.index_select(0, index_on(rows, batch.device))
 
 
 def _rows_of(tensors: list[torch.Tensor], rows: list[int], subset: list[int]) -> list[torch.Tensor]:
@@ -163,4 +168,4 @@ def _rows_of(tensors: list[torch.Tensor], rows: list[int], subset: list[int]) ->
     if subset == rows:
         return tensors
     position = [rows.index(row) for row in subset]
-    return [t[position] for t in tensors]
+    return [_take(t, position) for t in tensors]

@@ -48,32 +48,36 @@ class ScoreSheet:
     def read_back(
         self,
         download: Callable[[torch.Tensor], Callable[[], torch.Tensor]],
-        from_cache: Callable[[int], bool],
+        cached: Sequence[bool],
     ) -> Callable[[], list[PairScores]]:
         """Start reading every value back in one transfer (``download`` starts it and returns
         what waits for it); returns what waits and then builds one ``PairScores`` per pair, each
-        with what it asked for. ``from_cache(row)`` says whether a pair's reference features
-        came from the reference cache."""
+        with what it asked for (``cached[row]``: whether its reference features came from the
+        reference cache). What it returns holds the host copy and the layout, no device tensor:
+        a batch waiting to be collected keeps nothing of its forward pass alive."""
         blocks = [entry.values.double().reshape(-1) for entry in self._entries]
         arrived = download(torch.cat(blocks)) if blocks else None
-        return lambda: self._scores([] if arrived is None else arrived().tolist(), from_cache)
-
-    def _scores(self, numbers: list[float], from_cache: Callable[[int], bool]) -> list[PairScores]:
-        fields: list[dict[str, Any]] = [{} for _ in self._pairs]
-        offset = 0
-        for entry in self._entries:
-            width = entry.values[0].numel()
-            for row in entry.rows:
-                chunk = numbers[offset : offset + width]
-                offset += width
-                if entry.metric in self._pairs[row].metrics:
-                    value = (
-                        chunk[0]
-                        if entry.values.dim() == 1
-                        else dict(zip(TAP_NAMES, chunk, strict=True))
-                    )
-                    fields[row][entry.field] = value
-        return [
-            PairScores(**values, reference_cached=from_cache(row))
-            for row, values in enumerate(fields)
+        layout = [
+            (e.field, e.metric, e.rows, e.values[0].numel(), e.values.dim() == 1)
+            for e in self._entries
         ]
+        wanted = [pair.metrics for pair in self._pairs]
+        del blocks
+
+        def scores() -> list[PairScores]:
+            numbers: list[float] = [] if arrived is None else arrived().tolist()
+            fields: list[dict[str, Any]] = [{} for _ in wanted]
+            offset = 0
+            for name, metric, rows, width, scalar in layout:
+                for row in rows:
+                    chunk = numbers[offset : offset + width]
+                    offset += width
+                    if metric in wanted[row]:
+                        value = chunk[0] if scalar else dict(zip(TAP_NAMES, chunk, strict=True))
+                        fields[row][name] = value
+            return [
+                PairScores(**values, reference_cached=cached[row])
+                for row, values in enumerate(fields)
+            ]
+
+        return scores

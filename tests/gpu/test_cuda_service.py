@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ import torch
 from app.batching import Batcher
 from app.config import Settings
 from app.models.vgg import VGGFeatures
-from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
+from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer
 from app.scoring.device import is_out_of_memory
 from tests.support.http import pair_files, sample
 from tests.support.images import distort, encode, photo, to_tensor
@@ -92,9 +92,10 @@ def test_uploads_reuse_pinned_buffers(extractor: VGGFeatures, overlap: bool) -> 
     runner = ModelRunner(extractor, device=torch.device("cuda"), overlap=overlap)
     assert runner.overlap is overlap
     batches = [[torch.rand(3, 32, 32) for _ in range(4)] for _ in range(3)]
-    uploaded = [runner.upload(batch[:2], batch[2:]) for batch in batches]
-    for images, batch in zip(uploaded, batches, strict=True):
+    for batch in batches:
+        images = runner.upload(batch[:2], batch[2:])
         assert images.is_cuda and images.is_contiguous(memory_format=torch.channels_last)
+        # read at once, on the compute stream: only right if it waited for the copy stream
         assert torch.equal(images.cpu(), torch.stack(batch))
     buffers = runner.host_buffers
     assert len(buffers) == (2 if overlap else 1) and all(b.is_pinned() for b in buffers)
@@ -115,13 +116,25 @@ async def test_overlapped_batches_score_as_one_pair_at_a_time(extractor: VGGFeat
     alone = Scorer(ModelRunner(copy.deepcopy(extractor), device=torch.device("cuda")))
     expected = [alone.score([p])[0] for p in pairs]
     scorer = Scorer(ModelRunner(extractor, device=torch.device("cuda"), overlap=True))
+    order: list[str] = []
+
+    def launch(batch: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
+        order.append("start")
+        scores = scorer.launch(batch)
+
+        def collect() -> list[PairScores]:
+            order.append("collect")
+            return scores()
+
+        return collect
+
     batcher: Batcher[PairRequest, PairScores] = Batcher(
         scorer.score,
         group_key=lambda pair: pair.shape,
         max_batch_size=2,
         max_wait_s=0.0,
         queue_size=64,
-        launcher=scorer.launch,
+        launcher=launch,
     )
     batcher.start()
     try:
@@ -129,9 +142,42 @@ async def test_overlapped_batches_score_as_one_pair_at_a_time(extractor: VGGFeat
     finally:
         batcher.close()
     assert all(o.batch_size == 2 for o in outcomes)
+    assert order[:3] == ["start", "start", "collect"]  # the second started before the first ended
     for outcome, want in zip(outcomes, expected, strict=True):
         for name in ("vgg", "style", "ssim", "mse"):
             assert getattr(outcome.value, name) == pytest.approx(getattr(want, name), rel=1e-5)
+
+
+def test_launch_queues_a_batch_without_waiting_for_the_gpu(extractor: VGGFeatures) -> None:
+    """Everything ``Scorer.launch`` does runs without a host synchronisation (so the next batch
+    is prepared while this one computes): every metric, a mask, a repeated reference, references
+    from the cache. CUDA's sync debug mode turns any synchronisation into an error."""
+    golden = photo("coffee", SIDE)
+    mask = torch.zeros(1, SIDE, SIDE, dtype=torch.bool)
+    mask[:, 8:40, 16:56] = True
+    reference = to_tensor(golden)
+    candidate = to_tensor(distort(golden, "noise"))
+    batch = [
+        PairRequest(reference, to_tensor(distort(golden, "jpeg")), reference_key="golden"),
+        PairRequest(reference, torch.where(mask, candidate, reference), reference_key="golden",
+                    mask=mask),
+        PairRequest(to_tensor(photo("chelsea", SIDE)), to_tensor(photo("astronaut", SIDE))),
+    ]  # fmt: skip
+    scorer = Scorer(
+        ModelRunner(extractor, device=torch.device("cuda"), overlap=True),
+        ReferenceCache(8, 1 << 30),
+    )
+    expected = scorer.score(batch)  # warm: pinned buffers, constants on the GPU, cache filled
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        collect = scorer.launch(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    scores = collect()
+    assert [s.reference_cached for s in scores] == [True, True, False]
+    for got, want in zip(scores, expected, strict=True):
+        assert got.vgg == pytest.approx(want.vgg, rel=1e-5)
+        assert got.ssim == pytest.approx(want.ssim, rel=1e-5)
 
 
 def test_a_real_cuda_out_of_memory_is_recognised() -> None:

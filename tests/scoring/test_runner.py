@@ -70,7 +70,12 @@ class FakeEvent:
 def meta_runner(monkeypatch: pytest.MonkeyPatch, log: list[str], **kwargs: Any) -> ModelRunner:
     """The CUDA branch run on the CPU: pinning, events and the copy stream monkeypatched,
     ``meta`` as the device; ``log`` records the events' and the stream's calls in order."""
-    monkeypatch.setattr(runner_module, "copy_event", lambda: FakeEvent(log))
+
+    def copy_event(device: torch.device) -> FakeEvent:
+        assert device.type == "meta"  # the runner's device, whatever thread's device is current
+        return FakeEvent(log)
+
+    monkeypatch.setattr(runner_module, "copy_event", copy_event)
     monkeypatch.setattr(runner_module, "copy_stream", lambda device: FakeStream(log))
     with torch.device("meta"):
         extractor = VGGFeatures(torch.nn.Sequential(*_vgg_layers()))

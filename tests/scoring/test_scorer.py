@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -173,6 +175,29 @@ def test_a_batch_started_before_the_last_is_collected_scores_alike(
     for got, want in zip(scores, expected, strict=True):
         assert_same(got, want)
     assert [s.reference_cached for s in scores] == [False, False, True, False, True]
+
+
+def test_a_launched_batch_keeps_nothing_of_its_forward_pass(
+    extractor: VGGFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between launch and collect (with overlap, while the next batch runs its forward pass)
+    only the scores are held: the taps and Gram matrices of the batch are already freed."""
+    scorer = Scorer(cpu_runner(extractor))
+    taps: list[weakref.ref[torch.UntypedStorage]] = []
+    forward = scorer.runner.forward
+
+    def watched(images: torch.Tensor) -> list[torch.Tensor]:
+        outputs = forward(images)
+        taps.extend(weakref.ref(t.untyped_storage()) for t in outputs)  # views keep it alive
+        return outputs
+
+    monkeypatch.setattr(scorer.runner, "forward", watched)
+    golden = photo("coffee", 64)
+    shared = PairRequest(to_tensor(golden), to_tensor(distort(golden, "blur")), reference_key="g")
+    collect = scorer.launch([pair("astronaut", "jpeg"), shared, shared])
+    gc.collect()
+    assert len(taps) == 5 and all(ref() is None for ref in taps)
+    assert all(s.vgg is not None and s.vgg > 0 for s in collect())
 
 
 def test_batch_of_mixed_shapes_is_refused(scorer: Scorer) -> None:

@@ -70,8 +70,9 @@ class Settings(BaseSettings):
         False, description="Let cuDNN time algorithms per new input shape (CUDA)."
     )
     overlap_batches: bool = Field(
-        True,
-        description="On CUDA, copy the next full batch to the GPU while the current one computes.",
+        False,
+        description="On CUDA, copy the next full batch to the GPU while the current one computes "
+        "(off until measured on a GPU: docs/benchmarks.md).",
     )
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
     channels_last: bool = Field(True, description="Run VGG19 in the channels-last layout.")

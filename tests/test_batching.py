@@ -412,6 +412,24 @@ async def test_overlap_out_of_memory_and_failures_stay_with_their_batch() -> Non
     batcher.close()
 
 
+async def test_a_launcher_raising_a_base_exception_fails_its_batch_only() -> None:
+    class Abort(BaseException):
+        pass
+
+    def launch(items: Sequence[tuple[str, int]]) -> Callable[[], list[int]]:
+        if any(value == 1 for _, value in items):
+            raise Abort("not an Exception")
+        return lambda: [value for _, value in items]
+
+    batcher = make(Recorder(), launcher=launch, max_batch_size=1)
+    with pytest.raises(Abort):
+        await batcher.submit(("a", 1), deadline=far())
+    assert batcher.alive
+    assert (await batcher.submit(("a", 2), deadline=far())).value == 2
+    await until(lambda: batcher.depth == 0)
+    batcher.close()
+
+
 async def test_out_of_memory_when_collecting_frees_the_batch_before_the_retry() -> None:
     class Activations:
         pass

@@ -11,7 +11,7 @@ import functools
 import torch
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache  # a few entries per device; never evicted (a stream may still read one)
 def constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``values`` as a 1-D tensor on ``device`` (a normal tensor, also inside inference mode)."""
     with torch.inference_mode(False):

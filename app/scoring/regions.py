@@ -33,5 +33,5 @@ class Regions:
             parts.append((plain, None))
         if masked and self._masks is not None:
             index = [self._position[row] for row in masked]
-            parts.append((masked, self._masks.index_select(0, index_on(index, self._masks.device))))
+            parts.append((masked, self._masks[index_on(index, self._masks.device)]))
         return parts

@@ -160,7 +160,7 @@ def _take(batch: torch.Tensor, rows: list[int]) -> torch.Tensor:
     making the host wait for the device otherwise: ``index_on``)."""
     if rows == list(range(batch.shape[0])):
         return batch
-    return batch.index_select(0, index_on(rows, batch.device))
+    return batch[index_on(rows, batch.device)]  # indexing keeps channels-last; index_select not
 
 
 def _rows_of(tensors: list[torch.Tensor], rows: list[int], subset: list[int]) -> list[torch.Tensor]:

@@ -252,6 +252,7 @@ def test_overlap_batches_setting_reaches_the_runner(
     monkeypatch.setattr(factory, "ModelRunner", spy)
     factory.build_scorer(make_settings(overlap_batches=overlap))
     assert seen["overlap"] is overlap
+    assert make_settings().overlap_batches is False  # off until measured on a GPU
 
 
 # -- the factory's policy --------------------------------------------------------------------

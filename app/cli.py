@@ -45,7 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("candidate", type=Path, help="an image, or a folder of images")
     compare.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
     compare.add_argument("--csv", type=Path, help="with a folder: write a CSV here")
-    compare.add_argument("--metrics", default=None, help="comma-separated subset (default all)")
+    compare.add_argument(
+        "--scores",
+        "--metrics",
+        dest="scores",
+        default=None,
+        help="the scores to compute, comma-separated (default all; --metrics is its old name)",
+    )
     compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
     compare.add_argument(
         "--mask", type=Path, default=None, help="compare only where this image is nonzero"
@@ -106,11 +112,11 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import SimscoreError
     from app.pipeline import CompareOptions, ComparePipeline
     from app.scoring import build_scorer
-    from app.vocabulary import parse_metrics
+    from app.vocabulary import parse_scores
 
     try:
         mask = args.mask.read_bytes() if args.mask is not None else None
-        options = CompareOptions(parse_metrics(args.metrics), args.size_policy, mask)
+        options = CompareOptions(parse_scores(args.scores), args.size_policy, mask)
         reference = args.reference.read_bytes()
         candidates = _candidates(args.candidate)
         scorer, model = await asyncio.to_thread(build_scorer, settings)

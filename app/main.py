@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import errors
+from app.api import errors, openapi
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import batch, compare, maps, operations, page
 from app.config import Settings
@@ -47,12 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.service = service
     app.state.metrics = metrics
     errors.install(app)
     for module in (compare, batch, maps, operations):
         app.include_router(module.router)
+    openapi.install(app, (compare.FORM, batch.FORM, maps.FORM))
     page.mount(app, with_docs=settings.docs_enabled)
     if settings.cors_origins:
         app.add_middleware(

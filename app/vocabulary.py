@@ -56,19 +56,20 @@ __all__ = [
     "TapName",
     "csv_row",
     "csv_value",
-    "parse_metrics",
+    "parse_scores",
     "preprocessing_tag",
 ]
 
 
-def parse_metrics(text: str | None) -> frozenset[ScoreName]:
-    """``"vgg,ssim"`` -> those scores; ``None``, empty or no name at all (``","``): every score."""
+def parse_scores(text: str | None, *, field: str = "scores") -> frozenset[ScoreName]:
+    """``"vgg,ssim"`` -> those scores; ``None``, empty or no name at all (``","``): every score.
+    ``field`` names where the text came from in the 422 for an unknown name."""
     names = {part.strip().lower() for part in (text or "").split(",") if part.strip()}
     if not names:
         return ALL_SCORES
     unknown = sorted(names - set(SCORE_NAMES))
     if unknown:
         raise InvalidRequest(
-            f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(SCORE_NAMES)}"
+            f"{field}: unknown score(s) {', '.join(unknown)}; choose from {', '.join(SCORE_NAMES)}"
         )
     return frozenset(name for name in SCORE_NAMES if name in names)

@@ -101,7 +101,7 @@ def test_scorer_computes_every_score_on_the_device(sheet_on_meta: list[torch.Ten
         PairRequest(golden, torch.rand(3, 32, 32), reference_key="golden"),
         PairRequest(torch.rand(3, 32, 32), torch.rand(3, 32, 32)),
         PairRequest(golden, golden.clone(), reference_key="golden"),  # identical: no compute
-        PairRequest(torch.rand(3, 32, 32), torch.rand(3, 32, 32), metrics=frozenset({"style"})),
+        PairRequest(torch.rand(3, 32, 32), torch.rand(3, 32, 32), scores=frozenset({"style"})),
     ]
     for _ in range(2):  # the second time, the golden reference comes from the cache
         sheet_on_meta.clear()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from app.api.forms import FileField, Form, TextField
+from app.errors import InvalidRequest
 from app.pipeline import CompareOptions
-from app.vocabulary import MAP_KINDS, SCORE_NAMES, SIZE_POLICIES, SizePolicy, parse_metrics
+from app.vocabulary import MAP_KINDS, SCORE_NAMES, SIZE_POLICIES, MapKind, SizePolicy, parse_scores
 
 _FORMATS = "PNG, JPEG, WebP, GIF, BMP (not RLE) or TIFF"
 
@@ -24,29 +25,45 @@ MASK = FileField(
     "the candidate counts as equal to the reference (README: Scores).",
     required=False,
 )
+SCORES = TextField(
+    "scores",
+    f"The scores to compute: a comma-separated subset of {', '.join(SCORE_NAMES)} (default: all).",
+    {"type": "string", "examples": ["vgg,ssim"]},
+)
 METRICS = TextField(
     "metrics",
-    f"Comma-separated subset of {', '.join(SCORE_NAMES)} (default: all).",
+    "The old name of 'scores', still accepted (give one of the two).",
     {"type": "string", "examples": ["vgg,ssim"]},
+    deprecated=True,
 )
 SIZE_POLICY = TextField(
     "size_policy",
     "'resize' (default): a candidate of another size is resized to the reference's. "
     "'strict': refuse pairs of different sizes.",
-    {"type": "string", "enum": list(SIZE_POLICIES), "examples": ["resize"]},
+    {"type": "string", "enum": list(SIZE_POLICIES)},
+    component="SizePolicy",
 )
 MAP_KIND_TEXT = (
     "'ssim': the local SSIM (fixed colour range [0, 1]; 1 = identical, yellow). 'abs': the mean "
     "absolute pixel difference over the channels (fixed range [0, 1]; 0 = identical, dark "
     "purple). Viridis colour map; see docs/dashboard.md."
 )
+_MAP_KIND_SCHEMA = {"type": "string", "enum": list(MAP_KINDS)}
 MAP_KIND = TextField(
+    "map_kind", "The kind of map (default ssim). " + MAP_KIND_TEXT, _MAP_KIND_SCHEMA, "MapKind"
+)
+INCLUDED_MAP_KIND = TextField(
     "map_kind",
-    "With include_map: the kind of map. " + MAP_KIND_TEXT,
-    {"type": "string", "enum": list(MAP_KINDS), "default": "ssim"},
+    "With include_map: the kind of map (default ssim). " + MAP_KIND_TEXT,
+    _MAP_KIND_SCHEMA,
+    "MapKind",
 )
 KIND = TextField(
-    "kind", MAP_KIND_TEXT, {"type": "string", "enum": list(MAP_KINDS), "default": "ssim"}
+    "kind",
+    "The old name of 'map_kind' on /compare/map, still accepted (give one of the two).",
+    _MAP_KIND_SCHEMA,
+    component="MapKind",
+    deprecated=True,
 )
 INCLUDE_MAP = TextField(
     "include_map",
@@ -56,10 +73,29 @@ INCLUDE_MAP = TextField(
 
 
 def compare_options(form: Form) -> CompareOptions:
-    """The metrics, size policy and mask a form asks for (422 for unknown values)."""
+    """The scores, size policy and mask a form asks for (422 for unknown values)."""
     policy: SizePolicy | None = form.choice("size_policy", SIZE_POLICIES)  # type: ignore[assignment]
+    name, text = _one_of(form, SCORES.name, METRICS.name)
     return CompareOptions(
-        metrics=parse_metrics(form.text("metrics")),
+        scores=parse_scores(text, field=name),
         size_policy=policy,
         mask=form.optional_file("mask"),
     )
+
+
+def map_kind(form: Form) -> MapKind:
+    """The map kind a form asks for (``map_kind``, or its old name ``kind``; default ssim)."""
+    name, _ = _one_of(form, MAP_KIND.name, KIND.name)
+    kind: MapKind = form.choice(name, MAP_KINDS) or "ssim"  # type: ignore[assignment]
+    return kind
+
+
+def _one_of(form: Form, name: str, old_name: str) -> tuple[str, str | None]:
+    """The field a form gives of a field and its old name (422 when it gives both)."""
+    given = [n for n in (name, old_name) if (form.text(n) or "").strip()]
+    if len(given) > 1:
+        raise InvalidRequest(
+            f"invalid request: give '{name}' or its old name '{old_name}', not both"
+        )
+    chosen = given[0] if given else name
+    return chosen, form.text(chosen)

@@ -49,20 +49,32 @@ class FileField:
 
 @dataclass(frozen=True)
 class TextField:
-    """A short text part; ``schema`` is its OpenAPI schema (type, enum, default, examples)."""
+    """A short text part; ``schema_`` is its OpenAPI schema (type, enum, default, examples).
+
+    With ``component``, the schema is published once under that name in the document's
+    components and the field refers to it (generated clients get one named type). A
+    ``deprecated`` field is an old name kept working for existing clients."""
 
     name: str
     description: str
     schema_: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    component: str | None = None
+    deprecated: bool = False
 
     def schema(self) -> dict[str, Any]:
-        return {**self.schema_, "description": self.description}
+        own: dict[str, Any] = {"description": self.description}
+        if self.deprecated:
+            own["deprecated"] = True
+        if self.component is not None:
+            return {"$ref": f"#/components/schemas/{self.component}", **own}
+        return {**self.schema_, **own}
 
 
 @dataclass(frozen=True)
 class FormSpec:
-    """The fields one endpoint takes."""
+    """The fields one endpoint takes; ``name`` is its body's schema in the OpenAPI document."""
 
+    name: str
     fields: tuple[FileField | TextField, ...]
 
     def file_field(self, name: str) -> FileField | None:
@@ -85,15 +97,26 @@ class FormSpec:
         texts = sum(isinstance(f, TextField) for f in self.fields)
         return files + texts + EXTRA_PARTS
 
-    def openapi(self) -> dict[str, Any]:
-        """The ``requestBody`` object for this form."""
+    def request_body(self) -> dict[str, Any]:
+        """The ``requestBody`` object for this form: a reference to its named schema."""
+        ref = {"$ref": f"#/components/schemas/{self.name}"}
+        return {"required": True, "content": {"multipart/form-data": {"schema": ref}}}
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        """The schemas this form publishes: its own object, and its fields' named types."""
         required = [f.name for f in self.fields if isinstance(f, FileField) and f.required]
-        schema = {
+        body = {
+            "title": self.name,
             "type": "object",
             "required": required,
             "properties": {f.name: f.schema() for f in self.fields},
         }
-        return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+        named = {
+            f.component: {"title": f.component, **f.schema_}
+            for f in self.fields
+            if isinstance(f, TextField) and f.component is not None
+        }
+        return {self.name: body, **named}
 
 
 @dataclass

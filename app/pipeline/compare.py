@@ -225,7 +225,7 @@ class ComparePipeline:
                 prepare_mask,
                 max_pixels=self.settings.max_pixels,
                 budget=budget,
-                needs_ssim_centre="ssim" in options.metrics,
+                needs_ssim_centre="ssim" in options.scores,
             ),
             options.mask,
             reference.size,

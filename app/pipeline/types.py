@@ -30,7 +30,7 @@ class PipelineObserver(BatchObserver, Protocol):
 class CompareOptions:
     """What a request asks of each of its pairs."""
 
-    metrics: frozenset[ScoreName] = ALL_SCORES
+    scores: frozenset[ScoreName] = ALL_SCORES
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
     mask: bytes | None = None  # the region of interest's upload (README: Scores)
 
@@ -70,7 +70,7 @@ def scored_pair(
     """The pair the scorer sees: outside the mask, the candidate's pixels are the reference's
     (so nothing there can move a score, through VGG's receptive fields or SSIM's window)."""
     candidate = cand.tensor if mask is None else composite(ref.tensor, cand.tensor, mask)
-    return PairRequest(ref.tensor, candidate, options.metrics, key, mask)
+    return PairRequest(ref.tensor, candidate, options.scores, key, mask)
 
 
 def comparison(

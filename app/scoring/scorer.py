@@ -61,7 +61,7 @@ class Scorer:
         def scores() -> list[PairScores]:
             scored = iter(read())
             return [
-                identical_scores(p.metrics) if same else next(scored)
+                identical_scores(p.scores) if same else next(scored)
                 for p, same in zip(pairs, equal, strict=True)
             ]
 

@@ -30,7 +30,7 @@ class ScoreSheet:
     def rows_wanting(self, names: Iterable[ScoreName]) -> list[int]:
         """The pairs that asked for any of ``names``."""
         wanted = set(names)
-        return [row for row, pair in enumerate(self._pairs) if pair.metrics & wanted]
+        return [row for row, pair in enumerate(self._pairs) if pair.scores & wanted]
 
     def put(
         self,
@@ -61,7 +61,7 @@ class ScoreSheet:
             (e.field, e.metric, e.rows, e.values[0].numel(), e.values.dim() == 1)
             for e in self._entries
         ]
-        wanted = [pair.metrics for pair in self._pairs]
+        wanted = [pair.scores for pair in self._pairs]
         del blocks
 
         def scores() -> list[PairScores]:

@@ -18,7 +18,7 @@ class PairRequest:
 
     reference: torch.Tensor
     candidate: torch.Tensor
-    metrics: frozenset[ScoreName] = ALL_SCORES
+    scores: frozenset[ScoreName] = ALL_SCORES
     reference_key: str | None = None  # see app.scoring.references.reference_key
     mask: torch.Tensor | None = None
 
@@ -33,8 +33,8 @@ class PairRequest:
                 f"mask {tuple(self.mask.shape)} must be (1, H, W) for images "
                 f"{tuple(self.reference.shape)}"
             )
-        if not self.metrics or not self.metrics <= ALL_SCORES:
-            raise ValueError(f"metrics must be a non-empty subset of {SCORE_NAMES}")
+        if not self.scores or not self.scores <= ALL_SCORES:
+            raise ValueError(f"scores must be a non-empty subset of {SCORE_NAMES}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,7 +48,7 @@ class PairRequest:
 
 @dataclass(frozen=True)
 class PairScores:
-    """Scores of one pair; a metric not asked for is ``None``. ``psnr`` is ``inf`` for equal
+    """Scores of one pair; a score not asked for is ``None``. ``psnr`` is ``inf`` for equal
     images."""
 
     vgg: float | None = None
@@ -70,15 +70,15 @@ IDENTICAL: dict[ScoreName, float] = {
 }
 
 
-def identical_scores(metrics: frozenset[ScoreName]) -> PairScores:
+def identical_scores(scores: frozenset[ScoreName]) -> PairScores:
     """The scores of two equal images, by definition of each metric (exact on every CPU and in
     every batch: nothing is computed)."""
 
     def value(name: ScoreName) -> float | None:
-        return IDENTICAL[name] if name in metrics else None
+        return IDENTICAL[name] if name in scores else None
 
     def zeros(name: ScoreName) -> dict[str, float] | None:
-        return {tap: 0.0 for tap in TAP_NAMES} if name in metrics else None
+        return {tap: 0.0 for tap in TAP_NAMES} if name in scores else None
 
     return PairScores(
         vgg=value("vgg"),

@@ -83,7 +83,7 @@ export async function differenceMap(reference, candidate, kind, options) {
   const form = new FormData();
   form.append("reference", reference);
   form.append("candidate", candidate);
-  form.append("kind", kind);
+  form.append("map_kind", kind);
   const response = await post("compare/map", form, options);
   return { png: await response.blob(), range: response.headers.get("X-Map-Range") };
 }

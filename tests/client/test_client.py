@@ -125,7 +125,7 @@ def test_server_errors_raise_typed_errors_with_the_detail(client: SimscoreClient
     with pytest.raises(InvalidRequestError, match="size_policy=resize") as strict:
         client.compare(photo_png("chelsea"), photo_png("astronaut"), size_policy="strict")
     assert strict.value.status == 422
-    with pytest.raises(InvalidRequestError, match="unknown metric"):
+    with pytest.raises(InvalidRequestError, match="unknown score"):
         client.compare(photo_png("chelsea"), photo_png("coffee"), metrics="ssim,nope")
 
 
@@ -353,3 +353,16 @@ def test_documented_csv_job_runs_as_written(client: SimscoreClient, tmp_path: Pa
     assert float(rows[1]["vgg"]) > 0
     assert rows[2]["error"]
     assert rows[2]["vgg"] == ""
+
+
+def test_scores_and_map_kind_are_sent_under_their_names_old_names_too() -> None:
+    client, script, _ = scripted([(200, {}, OK_BODY)] * 2)
+    client.compare(b"ref", b"cand", scores="ssim", include_map=True, map_kind="abs")
+    client.compare(b"ref", b"cand", metrics="ssim", include_map=True, kind="abs")  # type: ignore[call-arg]
+    for request in script.requests:
+        body = request.read()
+        assert b'name="scores"\r\n\r\nssim' in body
+        assert b'name="map_kind"\r\n\r\nabs' in body
+        assert b'name="metrics"' not in body and b'name="kind"' not in body
+    with pytest.raises(TypeError, match="not both"):
+        client.compare(b"ref", b"cand", scores="ssim", metrics="mse")

@@ -82,7 +82,7 @@ def test_identical_pair_is_exact_in_any_batch(extractor: VGGFeatures, position: 
 
 def test_identical_pair_asks_only_what_it_asked(scorer: Scorer) -> None:
     image = to_tensor(photo("chelsea", 48))
-    (scores,) = scorer.score([PairRequest(image, image.clone(), metrics=frozenset({"ssim"}))])
+    (scores,) = scorer.score([PairRequest(image, image.clone(), scores=frozenset({"ssim"}))])
     assert scores.ssim == 1.0
     assert scores.vgg is None and scores.mse is None and scores.psnr is None
     assert scores.vgg_layers is None
@@ -104,20 +104,20 @@ def test_only_what_is_asked_is_computed(scorer: Scorer, monkeypatch: pytest.Monk
     for name in ("gram_matrix", "vgg_distance", "style_distance", "ssim", "mse"):
         monkeypatch.setattr(engine, name, counted(name, getattr(engine, name)))
     p = pair("coffee", "noise")
-    scorer.score([PairRequest(p.reference, p.candidate, metrics=frozenset({"vgg"}))])
+    scorer.score([PairRequest(p.reference, p.candidate, scores=frozenset({"vgg"}))])
     assert calls == ["vgg_distance"]
     calls.clear()
-    scorer.score([PairRequest(p.reference, p.candidate, metrics=frozenset({"style"}))])
+    scorer.score([PairRequest(p.reference, p.candidate, scores=frozenset({"style"}))])
     assert sorted(set(calls)) == ["gram_matrix", "style_distance"]
     calls.clear()
-    scorer.score([PairRequest(p.reference, p.candidate, metrics=frozenset({"psnr"}))])
+    scorer.score([PairRequest(p.reference, p.candidate, scores=frozenset({"psnr"}))])
     assert calls == ["mse"]
 
 
 def test_metric_subset_leaves_others_empty(scorer: Scorer) -> None:
     full = scorer.score([pair("chelsea", "blur")])[0]
     p = pair("chelsea", "blur")
-    only = PairRequest(p.reference, p.candidate, metrics=frozenset({"ssim", "psnr"}))
+    only = PairRequest(p.reference, p.candidate, scores=frozenset({"ssim", "psnr"}))
     (subset,) = scorer.score([only])
     assert subset.vgg is None and subset.style is None and subset.mse is None
     assert subset.vgg_layers is None and subset.style_layers is None
@@ -127,7 +127,7 @@ def test_metric_subset_leaves_others_empty(scorer: Scorer) -> None:
 
 def test_mixed_metric_sets_in_one_batch(scorer: Scorer) -> None:
     a, b = pair("astronaut", "noise"), pair("coffee", "jpeg")
-    b_vgg = PairRequest(b.reference, b.candidate, metrics=frozenset({"vgg"}))
+    b_vgg = PairRequest(b.reference, b.candidate, scores=frozenset({"vgg"}))
     out = scorer.score([a, b_vgg])
     assert_same(out[0], scorer.score([a])[0])
     assert out[1].vgg == pytest.approx(scorer.score([b])[0].vgg, rel=1e-5)
@@ -209,7 +209,7 @@ def test_pair_request_validates() -> None:
     with pytest.raises(ValueError, match="one shape"):
         PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 21))
     with pytest.raises(ValueError, match="subset"):
-        PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 20), metrics=frozenset({"lpips"}))  # type: ignore[arg-type]
+        PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 20), scores=frozenset({"lpips"}))  # type: ignore[arg-type]
 
 
 def test_channels_last_and_contiguous_agree(extractor: VGGFeatures) -> None:

@@ -22,7 +22,7 @@ def scoring_post(
     return router.post(
         path,
         dependencies=[ApiKey],
-        openapi_extra={"requestBody": form.openapi()},
+        openapi_extra={"requestBody": form.request_body()},
         summary=summary,
         **options,
     )

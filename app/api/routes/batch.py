@@ -9,7 +9,15 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import AdmissionDep
 from app.api.errors import error_item
-from app.api.fields import CANDIDATES, MASK, METRICS, REFERENCE, SIZE_POLICY, compare_options
+from app.api.fields import (
+    CANDIDATES,
+    MASK,
+    METRICS,
+    REFERENCE,
+    SCORES,
+    SIZE_POLICY,
+    compare_options,
+)
 from app.api.forms import FormLimits, FormSpec, Upload
 from app.api.multipart import read_form
 from app.api.routes import scoring_post
@@ -26,7 +34,7 @@ from app.scoring import ModelInfo
 
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score many candidates against one reference"
-FORM = FormSpec((REFERENCE, CANDIDATES, MASK, METRICS, SIZE_POLICY))
+FORM = FormSpec("CompareBatchForm", (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY))
 
 
 @scoring_post(router, "/compare/batch", FORM, SUMMARY, response_model=BatchResponse)

@@ -11,23 +11,27 @@ from app.api.deps import AdmissionDep
 from app.api.fields import (
     CANDIDATE,
     INCLUDE_MAP,
-    MAP_KIND,
+    INCLUDED_MAP_KIND,
     MASK,
     METRICS,
     REFERENCE,
+    SCORES,
     SIZE_POLICY,
     compare_options,
+    map_kind,
 )
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
 from app.api.routes import scoring_post
 from app.api.schemas import CompareResponse, compare_response
 from app.api.waiting import until_done
-from app.vocabulary import MAP_KINDS, MapKind
 
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score how alike a candidate image is to a reference"
-FORM = FormSpec((REFERENCE, CANDIDATE, MASK, METRICS, SIZE_POLICY, INCLUDE_MAP, MAP_KIND))
+FORM = FormSpec(
+    "CompareForm",
+    (REFERENCE, CANDIDATE, MASK, SCORES, METRICS, SIZE_POLICY, INCLUDE_MAP, INCLUDED_MAP_KIND),
+)
 
 
 @scoring_post(router, "/compare", FORM, SUMMARY, response_model=CompareResponse)
@@ -39,7 +43,7 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
     options = compare_options(form)
     include_map = form.flag("include_map")
-    kind: MapKind = form.choice("map_kind", MAP_KINDS) or "ssim"  # type: ignore[assignment]
+    kind = map_kind(form)
     reference, candidate = form.file("reference"), form.file("candidate")
     comparison = await until_done(
         request,

@@ -8,17 +8,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import AdmissionDep
-from app.api.fields import CANDIDATE, KIND, MASK, REFERENCE, SIZE_POLICY, compare_options
+from app.api.fields import (
+    CANDIDATE,
+    KIND,
+    MAP_KIND,
+    MASK,
+    REFERENCE,
+    SIZE_POLICY,
+    compare_options,
+    map_kind,
+)
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
 from app.api.routes import scoring_post
 from app.api.schemas import ERROR_RESPONSES
 from app.api.waiting import until_done
-from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
+from app.vocabulary import MAP_RANGES
 
 router = APIRouter(tags=["maps"])
 SUMMARY = "A heat map of where a candidate differs from a reference"
-FORM = FormSpec((REFERENCE, CANDIDATE, MASK, KIND, SIZE_POLICY))
+FORM = FormSpec("CompareMapForm", (REFERENCE, CANDIDATE, MASK, MAP_KIND, KIND, SIZE_POLICY))
 MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A viridis heat map, PNG, at the compared size (the reference's, after "
@@ -46,7 +55,7 @@ async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
     pipeline = admitted.pipeline
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
     options = compare_options(form)
-    kind: MapKind = form.choice("kind", MAP_KINDS) or "ssim"  # type: ignore[assignment]
+    kind = map_kind(form)
     png = await until_done(
         request,
         pipeline.difference_map(

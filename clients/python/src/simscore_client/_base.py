@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
-Metrics: TypeAlias = "str | Iterable[str] | None"
+ScoreNames: TypeAlias = "str | Iterable[str] | None"  # "vgg,ssim" or ["vgg", "ssim"]
 RETRY_STATUSES = frozenset({429, 503})
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 Files: TypeAlias = list[tuple[str, tuple[str, bytes, str]]]
@@ -95,10 +95,26 @@ def _file(image: ImageInput, name: str) -> tuple[str, bytes, str]:
     return (filename or name, image_bytes(image), "application/octet-stream")
 
 
-def _fields(metrics: Metrics, size_policy: SizePolicy | None, **extra: str) -> dict[str, str]:
+def _scores(options: Mapping[str, object]) -> ScoreNames:
+    """The ``scores`` option, or its old name ``metrics`` (one of the two)."""
+    if options.get("scores") is not None and options.get("metrics") is not None:
+        raise TypeError("give scores= or its old name metrics=, not both")
+    chosen = options.get("scores", options.get("metrics"))
+    return chosen  # type: ignore[return-value]
+
+
+def map_kind_of(options: Mapping[str, object]) -> MapKind:
+    """The ``map_kind`` option, or its old name ``kind`` (default ssim)."""
+    if options.get("map_kind") is not None and options.get("kind") is not None:
+        raise TypeError("give map_kind= or its old name kind=, not both")
+    chosen = options.get("map_kind") or options.get("kind") or "ssim"
+    return chosen  # type: ignore[return-value]
+
+
+def _fields(scores: ScoreNames, size_policy: SizePolicy | None, **extra: str) -> dict[str, str]:
     data = dict(extra)
-    if metrics is not None:
-        data["metrics"] = metrics if isinstance(metrics, str) else ",".join(metrics)
+    if scores is not None:
+        data["scores"] = scores if isinstance(scores, str) else ",".join(scores)
     if size_policy is not None:
         data["size_policy"] = size_policy
     return data
@@ -116,9 +132,11 @@ def _mask(files: Files, mask: ImageInput | None) -> Files:
 
 
 class CompareOptions(TypedDict, total=False):
-    """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask."""
+    """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask
+    (``metrics`` is the old name of ``scores``)."""
 
-    metrics: Metrics
+    scores: ScoreNames
+    metrics: ScoreNames
     size_policy: SizePolicy | None
     include_map: bool
     map_kind: MapKind
@@ -126,16 +144,18 @@ class CompareOptions(TypedDict, total=False):
 
 
 class BatchOptions(TypedDict, total=False):
-    """Keyword options of ``compare_batch``."""
+    """Keyword options of ``compare_batch`` (``metrics`` is the old name of ``scores``)."""
 
-    metrics: Metrics
+    scores: ScoreNames
+    metrics: ScoreNames
     size_policy: SizePolicy | None
     mask: ImageInput | None
 
 
 class MapOptions(TypedDict, total=False):
-    """Keyword options of ``difference_map``."""
+    """Keyword options of ``difference_map`` (``kind`` is the old name of ``map_kind``)."""
 
+    map_kind: MapKind
     kind: MapKind
     size_policy: SizePolicy | None
     mask: ImageInput | None
@@ -147,8 +167,8 @@ def compare_request(
     files = _pair_files(reference, candidate)
     extra = {}
     if options.get("include_map"):
-        extra = {"include_map": "true", "map_kind": options.get("map_kind", "ssim")}
-    fields = _fields(options.get("metrics"), options.get("size_policy"), **extra)
+        extra = {"include_map": "true", "map_kind": map_kind_of(options)}
+    fields = _fields(_scores(options), options.get("size_policy"), **extra)
     return Request("/compare", _mask(files, options.get("mask")), fields)
 
 
@@ -157,7 +177,7 @@ def batch_request(
 ) -> Request:
     files = [("reference", _file(reference, "reference"))]
     files += [("candidates", _file(c, f"candidate-{i}")) for i, c in enumerate(candidates)]
-    fields = _fields(options.get("metrics"), options.get("size_policy"))
+    fields = _fields(_scores(options), options.get("size_policy"))
     return Request("/compare/batch", _mask(files, options.get("mask")), fields)
 
 
@@ -165,7 +185,7 @@ def map_request(
     reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
 ) -> Request:
     files = _pair_files(reference, candidate)
-    fields = _fields(None, options.get("size_policy"), kind=options.get("kind", "ssim"))
+    fields = _fields(None, options.get("size_policy"), map_kind=map_kind_of(options))
     return Request("/compare/map", _mask(files, options.get("mask")), fields)
 
 

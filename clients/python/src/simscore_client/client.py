@@ -30,6 +30,7 @@ from simscore_client._base import (
     compare_request,
     compare_result,
     difference_map,
+    map_kind_of,
     map_request,
     raise_for_error,
 )
@@ -75,7 +76,7 @@ class SimscoreClient(BaseClient):
     def compare(
         self, reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
     ) -> CompareResult:
-        """Score ``candidate`` against ``reference`` (``POST /compare``). Options: ``metrics``,
+        """Score ``candidate`` against ``reference`` (``POST /compare``). Options: ``scores``,
         ``size_policy``, ``include_map``, ``map_kind``, and ``mask`` (where to compare:
         nonzero pixels; see the README's Scores section)."""
         return compare_result(self._post(compare_request(reference, candidate, **options)))
@@ -88,16 +89,16 @@ class SimscoreClient(BaseClient):
     ) -> list[BatchItem]:
         """Score many candidates against one reference (``POST /compare/batch``); each item is a
         ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``.
-        Options: ``metrics``, ``size_policy``, ``mask``."""
+        Options: ``scores``, ``size_policy``, ``mask``."""
         return batch_items(self._post(batch_request(reference, candidates, **options)))
 
     def difference_map(
         self, reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
     ) -> DifferenceMap:
-        """The heat map PNG (``POST /compare/map``). Options: ``kind``, ``size_policy``,
+        """The heat map PNG (``POST /compare/map``). Options: ``map_kind``, ``size_policy``,
         ``mask``."""
         response = self._post(map_request(reference, candidate, **options))
-        return difference_map(response, options.get("kind", "ssim"))
+        return difference_map(response, map_kind_of(options))
 
     def _post(self, request: Request) -> httpx.Response:
         attempt = 0
@@ -162,7 +163,7 @@ class AsyncSimscoreClient(BaseClient):
     ) -> DifferenceMap:
         """See ``SimscoreClient.difference_map``."""
         response = await self._post(map_request(reference, candidate, **options))
-        return difference_map(response, options.get("kind", "ssim"))
+        return difference_map(response, map_kind_of(options))
 
     async def _post(self, request: Request) -> httpx.Response:
         attempt = 0

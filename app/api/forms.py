@@ -27,6 +27,7 @@ from app.errors import InputError, InvalidRequest
 
 MAX_TEXT_BYTES = 4096
 EXTRA_PARTS = 8  # parts beyond the declared fields (unknown ones are skipped, up to this many)
+PART_FRAMING_BYTES = 1024  # a part's boundary line and headers, generously
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,24 @@ class FormSpec:
         names = [f"'{f.name}'" for f in self.fields if isinstance(f, FileField) and f.required]
         return " and ".join(names)
 
-    def max_parts(self, max_count: Mapping[str, int]) -> int:
-        files = sum(
+    def max_body_bytes(self, limits: FormLimits) -> int:
+        """The largest body this form can take: each file field's files at the upload cap, each
+        text field (and each extra part) at the text cap, every part's framing, and never more
+        than ``SIMSCORE_MAX_REQUEST_BYTES``."""
+        files = self.max_files(limits.max_count)
+        texts = sum(isinstance(f, TextField) for f in self.fields) + EXTRA_PARTS
+        parts = self.max_parts(limits.max_count)
+        bound = files * limits.max_file_bytes + texts * MAX_TEXT_BYTES
+        return min(bound + (parts + 1) * PART_FRAMING_BYTES, limits.max_request_bytes)
+
+    def max_files(self, max_count: Mapping[str, int]) -> int:
+        return sum(
             max_count.get(f.name, f.max_count) for f in self.fields if isinstance(f, FileField)
         )
+
+    def max_parts(self, max_count: Mapping[str, int]) -> int:
         texts = sum(isinstance(f, TextField) for f in self.fields)
-        return files + texts + EXTRA_PARTS
+        return self.max_files(max_count) + texts + EXTRA_PARTS
 
     def request_body(self) -> dict[str, Any]:
         """The ``requestBody`` object for this form: a reference to its named schema."""

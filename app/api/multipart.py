@@ -24,10 +24,13 @@ from app.service import Admission
 async def read_form(
     request: Request, spec: FormSpec, limits: FormLimits, admission: Admission
 ) -> Form:
-    """Read and check the multipart body of an admitted request (see the module docstring)."""
+    """Read and check the multipart body of an admitted request (see the module docstring).
+    A body declared (or found, as it streams) larger than this form can take is refused before
+    (or as soon as) it passes that bound."""
+    bound = spec.max_body_bytes(limits)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_request_bytes:
-        raise _body_too_large(limits)
+    if declared.isdigit() and int(declared) > bound:
+        raise _body_too_large(request, spec, limits, int(declared))
     reader = PartReader(spec, limits, _boundary(request.headers.get("content-type", ""), spec))
     received = 0
     while True:
@@ -47,8 +50,8 @@ async def read_form(
             raise ClientGone("the client closed the connection while sending its body")
         chunk: bytes = message.get("body", b"")
         received += len(chunk)
-        if received > limits.max_request_bytes:
-            raise _body_too_large(limits)
+        if received > bound:
+            raise _body_too_large(request, spec, limits, received)
         admission.hold(len(chunk))
         reader.write(chunk)
         if not message.get("more_body", False):
@@ -70,10 +73,22 @@ def _boundary(content_type: str, spec: FormSpec) -> bytes:
     return boundary
 
 
-def _body_too_large(limits: FormLimits) -> ImageTooLarge:
+def _body_too_large(
+    request: Request, spec: FormSpec, limits: FormLimits, size: int
+) -> ImageTooLarge:
+    """413 naming the bound that refused the body: the route's own, or the global cap."""
+    bound = spec.max_body_bytes(limits)
+    if bound == limits.max_request_bytes:
+        why = "the largest body any request may have (SIMSCORE_MAX_REQUEST_BYTES)"
+    else:
+        files = spec.max_files(limits.max_count)
+        why = (
+            f"the largest body POST {request.url.path} can take: {files} file(s) of at most "
+            "SIMSCORE_MAX_UPLOAD_BYTES and its text fields"
+        )
     return ImageTooLarge(
-        f"request body over {limits.max_request_bytes} bytes (SIMSCORE_MAX_REQUEST_BYTES); "
-        f"each upload may be at most {limits.max_file_bytes} bytes (SIMSCORE_MAX_UPLOAD_BYTES)"
+        f"request body over {bound} bytes ({size} sent or declared), {why}; each upload may "
+        f"be at most {limits.max_file_bytes} bytes (SIMSCORE_MAX_UPLOAD_BYTES)"
     )
 
 

@@ -116,11 +116,12 @@ def _resume(request: RawRequest) -> None:
 async def test_a_file_over_the_cap_is_refused_as_it_passes_it(
     make_settings: Callable[..., Settings], path: str, field: str
 ) -> None:
-    """A declared 4 MB file against a 1 MB cap: 413 once 1 MB of it arrived, not at its end."""
+    """A 4 MB file against a 1 MB cap: 413 once 1 MB of it arrived, not at its end. (Sent
+    chunked: with its length declared, the route's own bound refuses it from the headers.)"""
     cap = 1_000_000
     parts = [attacks.file_part(field, 4 * cap)]
     async with running(make_settings(max_upload_bytes=cap)) as (app, _):
-        request = raw(app, path, parts)
+        request = raw(app, path, parts, content_length=None)
         status, headers, body = await request.answer()
     assert status == 413
     assert "SIMSCORE_MAX_UPLOAD_BYTES" in detail(body)
@@ -353,3 +354,22 @@ async def test_a_failed_batch_item_is_logged_with_its_traceback_and_request_id(
         assert "board-7" in record.getMessage()
         assert record.exc_info is not None
         assert "simulated scorer bug" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize(("path", "files"), [("/compare", 3), ("/compare/map", 3)])
+async def test_a_body_declared_over_the_routes_own_bound_is_refused_from_the_headers(
+    make_settings: Callable[..., Settings], path: str, files: int
+) -> None:
+    """100 MB declared on a route whose form holds at most three uploads of 20 MB: 413 at once,
+    under the 128 MB global cap, naming the route's bound; no body byte is read."""
+    settings = make_settings()
+    parts = [attacks.file_part("reference", GOOD), attacks.file_part("candidate", 2_000_000)]
+    async with running(settings) as (app, _):
+        request = raw(app, path, parts, content_length=100_000_000)
+        got, answer_headers, body = await request.answer()
+    assert got == 413
+    words = detail(body)
+    assert f"POST {path}" in words and f"{files} file(s)" in words
+    assert 3 * settings.max_upload_bytes < int(words.split()[3]) < 100_000_000
+    assert answer_headers["connection"] == "close"
+    assert request.pulled == 0

@@ -123,7 +123,7 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
-    pipeline = ComparePipeline(settings, scorer, model)
+    pipeline = ComparePipeline.build(settings, scorer, model)
     pipeline.start()
     try:
         if args.candidate.is_dir():

@@ -98,7 +98,7 @@ class Service:
         self.drained_cleanly = True
         try:
             scorer, model = await asyncio.to_thread(build_scorer, self.settings, self.metrics)
-            pipeline = ComparePipeline(self.settings, scorer, model, self.metrics)
+            pipeline = ComparePipeline.build(self.settings, scorer, model, self.metrics)
             pipeline.start()
             self.pipeline = pipeline
             log.info(
@@ -170,9 +170,9 @@ class Service:
         """Why the process is not healthy (restart it), or None."""
         if self.pipeline is None:
             return None
-        if not self.pipeline.batcher.alive:
+        if not self.pipeline.queue.alive:
             return "the batch worker died"
-        if not self.pipeline.batcher.healthy:
+        if not self.pipeline.queue.healthy:
             return (
                 f"{self.settings.unhealthy_after_failures} batches failed in a row "
                 "(SIMSCORE_UNHEALTHY_AFTER_FAILURES): the device may be in an error state"

@@ -4,9 +4,8 @@
 needed, ``prepare`` applies the size policy that pairs a candidate with its reference.
 """
 
-from app.imaging.decode import Decoded, PixelBudget, decode_image, quiet_pillow
+from app.imaging.decode import Decoded, PixelBudget, decode_image, decode_plane, quiet_pillow
 from app.imaging.formats import SUPPORTED_FORMATS
-from app.imaging.masks import prepare_mask
 from app.imaging.prepare import (
     PreparedImage,
     fit_size,
@@ -22,9 +21,9 @@ __all__ = [
     "PixelBudget",
     "PreparedImage",
     "decode_image",
+    "decode_plane",
     "fit_size",
     "prepare_candidate",
-    "prepare_mask",
     "prepare_pair",
     "prepare_reference",
     "quiet_pillow",

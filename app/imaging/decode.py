@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from PIL import Image, ImageFile
 
@@ -116,6 +117,30 @@ def decode_image(
         reduced = _reduce(image, wanted)
         reduced = upright(reduced, orientation)
         return Decoded(_to_tensor(reduced, what), size)
+
+
+def decode_plane(
+    data: bytes,
+    plane: Callable[[Image.Image], npt.NDArray[np.bool_]],
+    *,
+    what: str,
+    max_pixels: int,
+    budget: PixelBudget | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Decode ``data`` whole (screened, within the pixel limits), reduce it to one bool plane
+    with ``plane`` (a mask's selection: ``app.metrics.masks.selection``) and turn that plane as
+    the image's EXIF orientation says it is shown: ``(H, W)`` as shown."""
+    screen(data, what)
+    with open_image(data, max_pixels, what) as image:
+        if budget is not None:
+            budget.take(image.width * image.height, what)
+        load_pixels(image, max_pixels, what)
+        selected = plane(image)
+        orientation = orientation_of(image)
+    if orientation not in _TRANSPOSE:
+        return selected
+    shown = upright(Image.fromarray(selected.astype(np.uint8) * 255), orientation)
+    return np.asarray(shown) > 0
 
 
 def upright(image: Image.Image, orientation: int) -> Image.Image:

@@ -1,6 +1,6 @@
 """Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
 
-from app.metrics.gram import gram_matrix, style_distance
+from app.metrics.gram import gram_matrices, gram_matrix, style_distance
 from app.metrics.masks import composite, coverage, tap_weights, window_centres
 from app.metrics.mse import mse, psnr
 from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
@@ -11,6 +11,7 @@ __all__ = [
     "composite",
     "coverage",
     "gaussian_window",
+    "gram_matrices",
     "gram_matrix",
     "mse",
     "psnr",

@@ -6,7 +6,8 @@ For one sample and one tap with features F of shape (C, H*W):
     style(x, y) = sum_i mean_{c,c'} |G_i(x) - G_i(y)|      (weights 1 for every tap)
 
 With a region of interest, w (H*W,) the fraction of each tap cell inside the mask
-(``app.metrics.masks.tap_weights``): G = F diag(w) F^T / (C * sum(w)); all-ones w gives G above.
+(``app.metrics.masks.tap_weights`` of the ``mask``): G = F diag(w) F^T / (C * sum(w)); all-ones
+w gives G above.
 
 How this differs from the article's example code: it flattened the batch into the channel axis
 (``view(b * c, -1)``), so one Gram matrix mixed every sample of a batch and a pair's score depended
@@ -21,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from app.metrics.masks import tap_weights
 
 
 def gram_matrix(features: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,6 +47,18 @@ def gram_matrix(features: torch.Tensor, weights: torch.Tensor | None = None) -> 
     if cells is None:
         return gram.div_(c * h * w)
     return gram.div_(cells.sum(1).mul(c).view(n, 1, 1))
+
+
+def gram_matrices(
+    taps: Sequence[torch.Tensor], *, mask: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Each tap's Gram matrices, ``(N, C_i, H_i, W_i) -> (N, C_i, C_i)``; with ``mask``
+    ``(N, 1, H, W)`` (a region of interest at the images' size), weighted by the fraction of
+    each tap cell inside it."""
+    if mask is None:
+        return [gram_matrix(f) for f in taps]
+    cells = tap_weights(mask, [t.shape for t in taps])
+    return [gram_matrix(f, w) for f, w in zip(taps, cells, strict=True)]
 
 
 def style_distance(

@@ -1,26 +1,78 @@
-"""A region of interest, carried to where each metric needs it.
+"""Regions of interest, in one place: what a mask is, from the uploaded image to what each score
+makes of it. Nothing else parses, sizes, checks or reduces a mask.
 
-A mask ``m`` is ``(N, 1, H, W)`` at the compared size, nonzero where pixels are compared. Each
-metric sees it in its own terms (the contract is in the README's Scores section):
+* **parse** (``selection``): a mask is an image whose alpha channel, where it has one, else its
+  luminance, is nonzero where to compare (the mode rules are in ``selection``'s docstring).
+* **size** (``at_size``): resized to the compared size with nearest-neighbour sampling, so it
+  stays binary; a mask is then a bool tensor ``(1, H, W)``, or ``(N, 1, H, W)`` for a batch.
+* **check** (``check_selects``, ``check_for``): it must select a pixel, and a window centre for
+  ``ssim``.
+* **reduce**, for the scores, which all take it as one argument, ``mask``: the candidate equals
+  the reference outside it before anything is scored (``composite``: nothing outside can move a
+  score, not even through VGG's receptive fields or the SSIM window); mse averages the pixels
+  inside; ssim the window positions whose centre is inside (``window_centres``); vgg and style
+  weight each tap cell by the fraction of it inside (``tap_weights``); ``coverage`` is the
+  fraction of pixels inside, reported with every result.
 
-* mse: the pixels (and channels) inside ``m``;
-* ssim: the window positions whose centre lies inside ``m`` (``window_centres``);
-* vgg and style: at each tap, the fraction of each cell inside ``m`` (``tap_weights``: area
-  interpolation to the tap's resolution), used as weights.
-
-Before any metric runs, the candidate's pixels outside the mask are replaced by the
-reference's (``composite``), so nothing outside the mask can change a score, not even through
-VGG's receptive fields or the SSIM window.
+The contract is in the README's "Regions of interest" section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from app.metrics.ssim import WINDOW_SIZE
+from app.errors import InvalidRequest
+
+SSIM_WINDOW = 11  # app.metrics.ssim.WINDOW_SIZE (which imports this module)
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+Size = tuple[int, int]  # (width, height)
+
+
+def selection(image: Image.Image) -> npt.NDArray[np.bool_]:
+    """Where a decoded mask image selects, ``(H, W)`` bool: its alpha channel where it has one
+    (any mode with alpha or transparency data), else nonzero values (16-bit, 32-bit and float
+    modes), else nonzero luminance."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.has_transparency_data:
+        selected: npt.NDArray[np.bool_] = np.asarray(image.convert("RGBA").getchannel("A")) > 0
+    elif image.mode in _WIDE_MODES:
+        selected = np.asarray(image) != 0
+    else:
+        selected = np.asarray(image.convert("L")) > 0
+    return selected
+
+
+def at_size(selected: npt.NDArray[np.bool_], size: Size) -> torch.Tensor:
+    """A selection resized to ``size`` (width, height), nearest neighbour: ``(1, H, W)`` bool."""
+    image = Image.fromarray(selected.astype(np.uint8) * 255)
+    resized = image.resize(size, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(resized) > 0).unsqueeze(0)
+
+
+def check_selects(mask: torch.Tensor) -> None:
+    """Refuse (422) a mask that selects no pixel at the compared size."""
+    height, width = mask.shape[-2:]
+    if not bool(mask.any()):
+        raise InvalidRequest(
+            f"the mask selects no pixel at the compared size {width}x{height}: nonzero pixels "
+            "(alpha where the mask has it, else luminance) mark where to compare"
+        )
+
+
+def check_for(mask: torch.Tensor, scores: Collection[str]) -> None:
+    """Refuse (422) a mask that leaves one of ``scores`` nothing to average."""
+    if "ssim" in scores and not bool(window_centres(mask).any()):
+        raise InvalidRequest(
+            "the mask selects no SSIM window centre: ssim averages the 11x11 windows whose "
+            "centre lies inside the mask, so it needs a pixel at least 5 px from every border "
+            "of the compared image (or ask for scores without ssim)"
+        )
 
 
 def composite(reference: torch.Tensor, candidate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -34,7 +86,7 @@ def coverage(mask: torch.Tensor) -> float:
     return float(mask.bool().float().mean())
 
 
-def window_centres(mask: torch.Tensor, window_size: int = WINDOW_SIZE) -> torch.Tensor:
+def window_centres(mask: torch.Tensor, window_size: int = SSIM_WINDOW) -> torch.Tensor:
     """``(N, 1, H, W) -> (N, 1, H-w+1, W-w+1)``: where the centre of each valid SSIM window lies
     inside the mask (the positions ``ssim_map`` computes)."""
     margin = window_size // 2

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from app.metrics.constants import constant
+from app.metrics.masks import tap_weights
 
 VGG_TAP_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
@@ -39,22 +40,24 @@ def vgg_distance(
     fy: Sequence[torch.Tensor],
     weights: Sequence[float] = VGG_TAP_WEIGHTS,
     *,
-    masks: Sequence[torch.Tensor] | None = None,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted VGG feature distance.
 
     Args:
         fx, fy: per tap, activations of the references and the candidates, ``(N, C_i, H_i, W_i)``.
         weights: one weight per tap.
-        masks: per tap, the region of interest as cell weights ``(N, 1, H_i, W_i)``.
+        mask: the region of interest ``(N, 1, H, W)`` at the images' size (``app.metrics.masks``).
 
     Returns:
         ``(total, per_tap)``: ``(N,)`` and ``(N, taps)``; per_tap is unweighted, so
         ``total == per_tap @ weights``.
     """
-    if not (len(fx) == len(fy) == len(weights)) or (masks is not None and len(masks) != len(fx)):
-        raise ValueError("fx, fy, weights (and masks) need one entry per tap")
-    cells = masks if masks is not None else [None] * len(fx)
+    if not len(fx) == len(fy) == len(weights):
+        raise ValueError("fx, fy and weights need one entry per tap")
+    cells: Sequence[torch.Tensor | None] = (
+        [None] * len(fx) if mask is None else tap_weights(mask, [t.shape for t in fy])
+    )
     per_tap = torch.stack([tap_l1(a, b, m) for a, b, m in zip(fx, fy, cells, strict=True)], dim=1)
     w = constant(tuple(float(v) for v in weights), per_tap.dtype, per_tap.device)
     return per_tap @ w, per_tap

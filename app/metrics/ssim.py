@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from app.metrics.constants import constant
+from app.metrics.masks import SSIM_WINDOW, window_centres
 
-WINDOW_SIZE = 11
+WINDOW_SIZE = SSIM_WINDOW
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 STRIP_ROWS = 64  # output rows per strip on the CPU (see _strips)
@@ -151,15 +152,15 @@ def ssim(
     data_range: float = 1.0,
     window: torch.Tensor | None = None,
     x_moments: torch.Tensor | None = None,
-    centres: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean SSIM per pair: ``(N, C, H, W) x2 -> (N,)``; 1 for identical images.
 
-    ``centres`` ``(N, 1, H-10, W-10)`` (``app.metrics.masks.window_centres``): average only
-    over the window positions whose centre lies in the region of interest."""
+    ``mask`` ``(N, 1, H, W)`` (a region of interest, ``app.metrics.masks``): average only over
+    the window positions whose centre lies inside it."""
     local = ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments)
-    if centres is None:
+    if mask is None:
         return local.flatten(1).mean(1)
-    inside = centres.to(local.dtype)
+    inside = window_centres(mask, window_size=x.shape[-1] - local.shape[-1] + 1).to(local.dtype)
     total = local.mul(inside).sum(dim=(1, 2, 3))
     return total / (inside.sum(dim=(1, 2, 3)) * local.shape[1])

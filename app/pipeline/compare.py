@@ -1,107 +1,64 @@
-"""From uploaded bytes to scores and maps: decode on a bounded thread pool, queue, score.
-
-``ComparePipeline`` owns the decode threads, the batcher and the scorer; the HTTP routes and
-``simscore compare`` both call it, so the two cannot drift. It knows nothing of HTTP. Decoding
-a request's images, and drawing its maps, always runs on the pool (``SIMSCORE_DECODE_THREADS``
-at a time, each within the request's ``PixelBudget``); a request that is cancelled (client gone,
-deadline passed) cancels its decodes that have not started.
+"""From uploaded bytes to scored comparisons and maps: the stages of ``app.pipeline.stages``
+composed. ``ComparePipeline`` knows what each stage takes and gives, none of their insides; the
+HTTP routes and ``simscore compare`` both call it, so the two cannot drift. It knows nothing of
+HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import TypeVar
+from collections.abc import Sequence
 
-import torch
-
-from app.batching import Batcher
 from app.config import Settings
-from app.difference_map import difference_map_png
-from app.errors import OutOfMemory, Overloaded
-from app.imaging import (
-    PixelBudget,
-    PreparedImage,
-    prepare_candidate,
-    prepare_mask,
-    prepare_reference,
-    quiet_pillow,
-)
-from app.metrics import composite
-from app.pipeline.memory import DecodedMemory, Hold
-from app.pipeline.types import (
-    CompareOptions,
-    Comparison,
-    PipelineObserver,
-    comparison,
-    default_max_wait_ms,
-    scored_pair,
-)
-from app.scoring import ModelInfo, PairRequest, PairScores, Scorer, is_out_of_memory
+from app.imaging import PixelBudget
+from app.pipeline.decode import Decoder
+from app.pipeline.maps import map_png
+from app.pipeline.observer import PipelineObserver
+from app.pipeline.prepare import prepare_pairs
+from app.pipeline.queue import ScoringQueue
+from app.pipeline.stages import Decode, Queue
+from app.pipeline.types import CompareOptions, Comparison
+from app.scoring import ModelInfo, Scorer
 from app.scoring.device import MemoryStats
-from app.scoring.references import reference_key
-from app.vocabulary import MapKind, preprocessing_tag
-
-R = TypeVar("R")
+from app.vocabulary import MapKind
 
 
 class ComparePipeline:
-    """Decode, batch and score pairs for one model copy."""
+    """decode -> prepare -> batch and score, for one model copy."""
 
-    def __init__(
-        self,
+    def __init__(self, settings: Settings, decoder: Decode, queue: Queue, model: ModelInfo) -> None:
+        self.settings = settings
+        self.decoder = decoder
+        self.queue = queue
+        self.model = model
+
+    @classmethod
+    def build(
+        cls,
         settings: Settings,
         scorer: Scorer,
         model: ModelInfo,
         observer: PipelineObserver | None = None,
-    ) -> None:
-        self.settings = settings
-        self.scorer = scorer
-        self.model = model
-        self._observer = observer
-        self._decode_pool = ThreadPoolExecutor(
-            settings.decode_threads, thread_name_prefix="simscore-decode"
-        )
-        self.batcher: Batcher[PairRequest, PairScores] = Batcher(
-            self._score_batch,
-            group_key=lambda pair: pair.shape,
-            max_batch_size=settings.max_batch_size,
-            max_wait_s=default_max_wait_ms(settings, scorer.runner.device) / 1000,
-            queue_size=settings.queue_size,
-            is_resource_exhausted=is_out_of_memory,
-            on_resource_exhausted=scorer.release_memory,
-            exhausted_error=lambda: OutOfMemory(
-                "out of memory scoring a single pair; send smaller images or lower "
-                "SIMSCORE_MAX_SIDE"
-            ),
-            unhealthy_after=settings.unhealthy_after_failures,
-            observer=observer,
-            launcher=self._launch_batch if scorer.runner.overlap else None,
-        )
-        self._preprocessing = preprocessing_tag(settings.max_side)
-        self._memory = DecodedMemory(settings.decoded_memory_bytes)
+    ) -> ComparePipeline:
+        """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``."""
+        return cls(settings, Decoder(settings), ScoringQueue(settings, scorer, observer), model)
 
     def start(self) -> None:
-        quiet_pillow()
-        self.batcher.start()
+        self.queue.start()
 
     async def warm_up(self) -> None:
-        """Warm up (and compile) the configured shapes on the batch worker's thread."""
-        shapes = self.settings.warmup_shapes
-        if shapes:
-            batch = self.settings.max_batch_size
-            await self.batcher.call(lambda: self.scorer.runner.warm_up(shapes, batch))
+        await self.queue.warm_up()
 
     def close(self) -> None:
-        self.batcher.close()
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.queue.close()
+        self.decoder.close()
 
     def pixel_budget(self) -> PixelBudget:
         """A fresh ``SIMSCORE_MAX_REQUEST_PIXELS`` budget for one request."""
-        return PixelBudget(self.settings.max_request_pixels)
+        return self.decoder.pixel_budget()
+
+    def memory(self) -> MemoryStats:
+        return self.queue.memory()
 
     async def compare(
         self,
@@ -114,16 +71,12 @@ class ComparePipeline:
     ) -> Comparison:
         """Score one pair (within ``options.mask``, if given); raises a ``SimscoreError`` for
         anything the caller did wrong."""
-        budget = budget or self.pixel_budget()
-        started = time.monotonic()
-        with self._memory.request() as hold:
-            ref, key, region = await self._reference(reference, options, budget, hold)
-            cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
-            hold(cand.tensor)
-            decode_ms = (time.monotonic() - started) * 1000
-            pair = scored_pair(ref, cand, options, key, region)
-            outcome = await self.batcher.submit(pair, deadline=deadline)
-        return comparison(outcome, ref, cand, decode_ms, region)
+        (result,) = await self.compare_many(
+            reference, [candidate], options, deadline=deadline, budget=budget
+        )
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def compare_many(
         self,
@@ -138,36 +91,27 @@ class ComparePipeline:
         candidate fails alone (its item is the exception). The reference's or the mask's own
         failure, or a full queue, raises for the request."""
         budget = budget or self.pixel_budget()
-        started = time.monotonic()
-        with self._memory.request() as hold:
-            ref, key, region = await self._reference(reference, options, budget, hold)
-            decoded = [
-                _held(item, hold)
-                for item in await asyncio.gather(
-                    *(
-                        self._decode(self._prepare_candidate, c, ref, options, budget)
-                        for c in candidates
-                    ),
-                    return_exceptions=True,
+        async with self.decoder.decode(reference, candidates, options, budget) as decoded:
+            pairs = await self.decoder.run(prepare_pairs, decoded, options.scores)
+            good = [(i, p) for i, p in enumerate(pairs) if not isinstance(p, BaseException)]
+            waits = self.queue.submit_many([p for _, p in good], deadline=deadline)
+            outcomes = dict(
+                zip(
+                    (i for i, _ in good),
+                    await asyncio.gather(*waits, return_exceptions=True),
+                    strict=True,
                 )
-            ]
-            decode_ms = (time.monotonic() - started) * 1000
-            good = [(i, c) for i, c in enumerate(decoded) if isinstance(c, PreparedImage)]
-            waits = self.batcher.submit_many(
-                [scored_pair(ref, c, options, key, region) for _, c in good], deadline=deadline
             )
-            scored = await asyncio.gather(*waits, return_exceptions=True)
-        outcomes = dict(zip((i for i, _ in good), scored, strict=True))
         results: list[Comparison | BaseException] = []
-        for i, item in enumerate(decoded):
-            if not isinstance(item, PreparedImage):
-                results.append(item)
+        for i, item in enumerate(decoded.candidates):
+            if isinstance(item, BaseException):
+                results.append(item)  # it failed to decode: it has no pair
                 continue
             outcome = outcomes[i]
             if isinstance(outcome, BaseException):
                 results.append(outcome)
             else:
-                results.append(comparison(outcome, ref, item, decode_ms, region))
+                results.append(Comparison.of(outcome, decoded, item))
         return results
 
     async def difference_map(
@@ -182,118 +126,20 @@ class ComparePipeline:
         """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
         would."""
         budget = budget or self.pixel_budget()
-        ref, _ = await self._decode(self._prepare_reference, reference, budget)
-        region = await self._region(
-            ref, CompareOptions(frozenset({"mse"}), mask=options.mask), budget
+        async with self.decoder.decode(reference, [candidate], options, budget) as decoded:
+            (item,) = decoded.candidates
+            if isinstance(item, BaseException):
+                raise item
+            return await self.decoder.run(
+                map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+            )
+
+    async def render_map(self, comparison: Comparison, kind: MapKind) -> bytes:
+        """The heat map PNG of a scored comparison, drawn on the decode threads."""
+        return await self.decoder.run(
+            map_png,
+            comparison.reference.tensor,
+            comparison.candidate.tensor,
+            kind,
+            comparison.mask,
         )
-        cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
-        return await self.render_map(ref, cand, kind, region)
-
-    async def render_map(
-        self,
-        reference: PreparedImage,
-        candidate: PreparedImage,
-        kind: MapKind,
-        mask: torch.Tensor | None = None,
-    ) -> bytes:
-        """The heat map PNG of two prepared images (the candidate as scored: the reference's
-        pixels outside ``mask``), drawn on the decode pool."""
-        return await self._decode(_map_png, reference.tensor, candidate.tensor, kind, mask)
-
-    def memory(self) -> MemoryStats:
-        return self.scorer.runner.memory()
-
-    async def _reference(
-        self, data: bytes, options: CompareOptions, budget: PixelBudget, hold: Hold
-    ) -> tuple[PreparedImage, str, torch.Tensor | None]:
-        """The reference, its cache key and the request's mask, counted as held memory."""
-        ref, key = await self._decode(self._prepare_reference, data, budget)
-        hold(ref.tensor)
-        region = await self._region(ref, options, budget)
-        if region is not None:
-            hold(region)
-        return ref, key, region
-
-    async def _region(
-        self, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
-    ) -> torch.Tensor | None:
-        """The request's mask at the reference's compared size (None without one)."""
-        if options.mask is None:
-            return None
-        return await self._decode(
-            partial(
-                prepare_mask,
-                max_pixels=self.settings.max_pixels,
-                budget=budget,
-                needs_ssim_centre="ssim" in options.scores,
-            ),
-            options.mask,
-            reference.size,
-        )
-
-    async def _decode(self, fn: Callable[..., R], *args: object) -> R:
-        """Run ``fn`` on a decode thread: the event loop never decodes."""
-        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
-
-    def _prepare_reference(self, data: bytes, budget: PixelBudget) -> tuple[PreparedImage, str]:
-        image = prepare_reference(
-            data,
-            max_pixels=self.settings.max_pixels,
-            max_side=self.settings.max_side,
-            budget=budget,
-        )
-        return image, reference_key(image.tensor, self._preprocessing)
-
-    def _prepare_candidate(
-        self, data: bytes, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
-    ) -> PreparedImage:
-        return prepare_candidate(
-            data,
-            reference,
-            max_pixels=self.settings.max_pixels,
-            size_policy=options.size_policy or self.settings.default_size_policy,
-            budget=budget,
-        )
-
-    def _score_batch(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
-        return self._launch_batch(pairs)()
-
-    def _launch_batch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
-        """Start scoring a batch; what waits for its scores. The device memory gauges are
-        reported once the batch is done or has failed, wherever it failed."""
-        try:
-            scores = self.scorer.launch(pairs)
-        except BaseException:
-            self._report_memory()
-            raise
-
-        def collect() -> list[PairScores]:
-            try:
-                return scores()
-            finally:
-                self._report_memory()
-
-        return collect
-
-    def _report_memory(self) -> None:
-        if self._observer:
-            self._observer.device_memory(self.scorer.runner.memory())
-
-
-def _map_png(
-    reference: torch.Tensor, candidate: torch.Tensor, kind: MapKind, mask: torch.Tensor | None
-) -> bytes:
-    """The heat map of the pair as scored (on a decode thread: compositing is pixel work too)."""
-    scored = candidate if mask is None else composite(reference, candidate, mask)
-    return difference_map_png(reference, scored, kind)
-
-
-def _held(item: PreparedImage | BaseException, hold: Hold) -> PreparedImage | BaseException:
-    """A decoded candidate counted as held memory, or the error that refuses it alone."""
-    if not isinstance(item, PreparedImage):
-        return item
-    try:
-        hold(item.tensor)
-    except Overloaded as exc:
-        return exc
-    return item

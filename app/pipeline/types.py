@@ -1,29 +1,21 @@
-"""What the pipeline takes and gives: the options of a request, a scored comparison, and how a
-pair reaches the scorer."""
+"""What passes between the stages (``app.pipeline.stages``): a request's options, its decoded
+images, a scored comparison."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
 
 import torch
 
-from app.batching import BatchObserver, Outcome
+from app.batching import Outcome
 from app.config import Settings
 from app.imaging import PreparedImage
-from app.metrics import composite, coverage
-from app.scoring import PairRequest, PairScores
-from app.scoring.device import MemoryStats
+from app.metrics.masks import coverage
+from app.scoring import PairScores
 from app.vocabulary import ALL_SCORES, ScoreName, SizePolicy
 
 CPU_MAX_WAIT_MS = 20.0  # measured: see docs/benchmarks.md#batching-defaults
 CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's compute time
-
-
-class PipelineObserver(BatchObserver, Protocol):
-    """The batcher's reports plus the device's memory after each batch."""
-
-    def device_memory(self, stats: MemoryStats) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -33,6 +25,17 @@ class CompareOptions:
     scores: frozenset[ScoreName] = ALL_SCORES
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
     mask: bytes | None = None  # the region of interest's upload (README: Scores)
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    """The decode stage's output: a request's images at the compared size."""
+
+    reference: PreparedImage
+    reference_key: str  # app.scoring.references.reference_key
+    mask: torch.Tensor | None  # (1, H, W) bool at the compared size (app.metrics.masks)
+    candidates: list[PreparedImage | BaseException] = field(default_factory=list)
+    decode_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -52,41 +55,25 @@ class Comparison:
     def mask_coverage(self) -> float | None:
         return None if self.mask is None else coverage(self.mask)
 
+    @classmethod
+    def of(
+        cls, outcome: Outcome[PairScores], decoded: DecodedRequest, candidate: PreparedImage
+    ) -> Comparison:
+        """A pair's comparison from its outcome in the queue and its decoded images."""
+        return cls(
+            scores=outcome.value,
+            reference=decoded.reference,
+            candidate=candidate,
+            decode_ms=decoded.decode_ms,
+            queue_ms=outcome.queue_wait_s * 1000,
+            compute_ms=outcome.compute_s * 1000,
+            batch_size=outcome.batch_size,
+            mask=decoded.mask,
+        )
+
 
 def default_max_wait_ms(settings: Settings, device: torch.device) -> float:
     """``SIMSCORE_MAX_WAIT_MS`` if set, else the default for the device."""
     if settings.max_wait_ms is not None:
         return settings.max_wait_ms
     return CUDA_MAX_WAIT_MS if device.type == "cuda" else CPU_MAX_WAIT_MS
-
-
-def scored_pair(
-    ref: PreparedImage,
-    cand: PreparedImage,
-    options: CompareOptions,
-    key: str,
-    mask: torch.Tensor | None,
-) -> PairRequest:
-    """The pair the scorer sees: outside the mask, the candidate's pixels are the reference's
-    (so nothing there can move a score, through VGG's receptive fields or SSIM's window)."""
-    candidate = cand.tensor if mask is None else composite(ref.tensor, cand.tensor, mask)
-    return PairRequest(ref.tensor, candidate, options.scores, key, mask)
-
-
-def comparison(
-    outcome: Outcome[PairScores],
-    ref: PreparedImage,
-    cand: PreparedImage,
-    decode_ms: float,
-    mask: torch.Tensor | None,
-) -> Comparison:
-    return Comparison(
-        scores=outcome.value,
-        reference=ref,
-        candidate=cand,
-        decode_ms=decode_ms,
-        queue_ms=outcome.queue_wait_s * 1000,
-        compute_ms=outcome.compute_s * 1000,
-        batch_size=outcome.batch_size,
-        mask=mask,
-    )

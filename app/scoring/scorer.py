@@ -14,15 +14,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from app.metrics import (
-    gram_matrix,
+    gram_matrices,
     mse,
     psnr,
     reference_moments,
     ssim,
     style_distance,
-    tap_weights,
     vgg_distance,
-    window_centres,
 )
 from app.scoring.device import index_on
 from app.scoring.references import BatchReferences, ReferenceCache
@@ -105,8 +103,7 @@ class Scorer:
                 "moments", rows, lambda new: [reference_moments(_take(x, refs.pixel_rows(new)))]
             )
             moments = refs.gather("moments", rows)[0]
-            centres = None if mask is None else window_centres(mask)
-            values = ssim(_take(x, rows), _take(y, rows), x_moments=moments, centres=centres)
+            values = ssim(_take(x, rows), _take(y, rows), x_moments=moments, mask=mask)
             sheet.put("ssim", rows, values)
 
     def _feature_scores(
@@ -122,21 +119,15 @@ class Scorer:
         taps = self._candidate_taps(images, refs, rows)
         for part, mask in regions.split(sheet.rows_wanting({"vgg"})):
             fx, fy = refs.gather("taps", part), _rows_of(taps, rows, part)
-            cells = None if mask is None else tap_weights(mask, [t.shape for t in fy])
-            sheet.put("vgg", part, *vgg_distance(fx, fy, masks=cells))
+            sheet.put("vgg", part, *vgg_distance(fx, fy, mask=mask))
         for part, mask in regions.split(sheet.rows_wanting({"style"})):
             fy = _rows_of(taps, rows, part)
             if mask is None:
-                refs.derive(
-                    "grams", part, lambda new: [gram_matrix(f) for f in refs.of("taps", new)]
-                )
-                gx, gy = refs.gather("grams", part), [gram_matrix(f) for f in fy]
+                refs.derive("grams", part, lambda new: gram_matrices(refs.of("taps", new)))
+                gx = refs.gather("grams", part)
             else:
-                cells = tap_weights(mask, [t.shape for t in fy])
-                fx = refs.gather("taps", part)
-                gx = [gram_matrix(f, w) for f, w in zip(fx, cells, strict=True)]
-                gy = [gram_matrix(f, w) for f, w in zip(fy, cells, strict=True)]
-            sheet.put("style", part, *style_distance(gx, gy))
+                gx = gram_matrices(refs.gather("taps", part), mask=mask)
+            sheet.put("style", part, *style_distance(gx, gram_matrices(fy, mask=mask)))
 
     def _candidate_taps(
         self, images: torch.Tensor, refs: BatchReferences, rows: list[int]

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
-from app.pipeline import ComparePipeline
 from app.scoring import PairRequest, PairScores
 from tests.support import attacks
 from tests.support.asgi import raw
@@ -20,7 +19,7 @@ from tests.support.http import metric_value
 from tests.support.http import pair_files as files
 from tests.support.images import encode, photo
 from tests.support.models import ScoreFn, intercept_scoring
-from tests.support.servers import running, service_of
+from tests.support.servers import queue_of, running, service_of
 
 GOOD = encode(photo("astronaut", 64))
 OTHER = encode(photo("coffee", 64))
@@ -143,18 +142,16 @@ class Gate:
         self.fail_next = False
 
     @classmethod
-    def install(cls, app: object) -> tuple[Gate, ComparePipeline]:
-        """A gate in front of the app's scorer, and the app's pipeline."""
-        pipeline = service_of(app).pipeline
-        assert pipeline is not None
+    def install(cls, app: object) -> Gate:
+        """A gate in front of the app's scorer."""
         gates: list[Gate] = []
 
         def wrap(score: ScoreFn) -> ScoreFn:
             gates.append(cls(score))
             return gates[0]
 
-        intercept_scoring(pipeline.scorer, wrap)
-        return gates[0], pipeline
+        intercept_scoring(queue_of(app).scorer, wrap)
+        return gates[0]
 
     def __call__(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
         self.entered.set()
@@ -168,13 +165,13 @@ class Gate:
 async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(queue_size=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        gate, pipeline = Gate.install(app)
+        gate = Gate.install(app)
         import asyncio
 
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
         await asyncio.to_thread(gate.entered.wait, 10)
         queued = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
-        while pipeline.batcher.depth < 2:
+        while queue_of(app).batcher.depth < 2:
             await asyncio.sleep(0.01)
         rejected = await client.post("/compare", files=files(GOOD, OTHER))
         gate.open.set()
@@ -189,7 +186,7 @@ async def test_full_queue_is_429_with_retry_after(make_settings: Callable[..., S
 
 async def test_past_the_deadline_is_504(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings(request_timeout_s=0.3)) as (app, client):
-        gate, _pipeline = Gate.install(app)
+        gate = Gate.install(app)
         response = await client.post("/compare", files=files(GOOD, OTHER))
         gate.open.set()
         metrics = (await client.get("/metrics")).text
@@ -204,7 +201,7 @@ async def test_a_bug_is_a_json_500_and_the_server_keeps_serving(
     async with running(make_settings()) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        gate, _ = Gate.install(app)
+        gate = Gate.install(app)
         gate.open.set()
         gate.fail_next = True
         failed = await client.post("/compare", files=files(GOOD, OTHER))
@@ -239,7 +236,7 @@ async def test_healthz_fails_when_the_worker_is_dead(
     async with running(make_settings()) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        pipeline.batcher.close()  # the worker thread ends
+        queue_of(app).batcher.close()  # the worker thread ends
         response = await client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"
@@ -293,7 +290,7 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
     async with running(settings) as (app, client):
         pipeline = service_of(app).pipeline
         assert pipeline is not None
-        gate, _ = Gate.install(app)
+        gate = Gate.install(app)
         scored: list[int] = []
 
         def counting(score: ScoreFn) -> ScoreFn:
@@ -303,13 +300,13 @@ async def test_a_client_that_goes_away_is_dropped_before_compute(
 
             return count
 
-        intercept_scoring(pipeline.scorer, counting)
+        intercept_scoring(queue_of(app).scorer, counting)
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
         await asyncio.to_thread(gate.entered.wait, 10)
 
         # A raw ASGI request whose client disconnects while its pair is queued.
         request = raw(app, "/compare", attacks.pair_parts(GOOD, OTHER))
-        while pipeline.batcher.depth < 2:
+        while queue_of(app).batcher.depth < 2:
             await asyncio.sleep(0.01)
         request.gone.set()
         await asyncio.wait_for(request.task, 10)
@@ -341,7 +338,7 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
 
             return score
 
-        intercept_scoring(pipeline.scorer, scarce)
+        intercept_scoring(queue_of(app).scorer, scarce)
         responses = await asyncio.gather(
             client.post("/compare", files=files(GOOD, OTHER)),
             client.post("/compare", files=files(OTHER, GOOD)),
@@ -358,7 +355,7 @@ async def test_too_many_requests_in_flight_is_429(make_settings: Callable[..., S
 
     settings = make_settings(max_concurrent_requests=1, max_batch_size=1, max_wait_ms=0)
     async with running(settings) as (app, client):
-        gate, _pipeline = Gate.install(app)
+        gate = Gate.install(app)
         held = asyncio.ensure_future(client.post("/compare", files=files(GOOD, OTHER)))
         await asyncio.to_thread(gate.entered.wait, 10)
         rejected = await client.post("/compare", files=files(GOOD, OTHER))

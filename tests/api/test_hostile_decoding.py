@@ -19,7 +19,7 @@ from tests.support.asgi import raw, until
 from tests.support.attacks import KEY
 from tests.support.http import pair_files, sample
 from tests.support.images import encode, photo
-from tests.support.servers import running, service_of
+from tests.support.servers import decoder_of, running
 
 GOOD = encode(photo("astronaut", 64))  # 64 x 64
 OTHER = encode(photo("coffee", 64))
@@ -34,22 +34,21 @@ class DecodeSpy:
     can hold the first call until ``release`` is set."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold_first: bool = False) -> None:
-        import app.pipeline.compare as pipeline_module
+        import app.pipeline.decode as decode_stage
+        import app.pipeline.maps as maps_stage
 
         self.calls: list[tuple[str, str]] = []  # (step, thread name)
         self.entered = threading.Event()
         self.release = threading.Event()
         self._hold = hold_first
         self._lock = threading.Lock()
-        for step in (
-            "prepare_reference",
-            "prepare_candidate",
-            "prepare_mask",
-            "difference_map_png",
+        for module, step in (
+            (decode_stage, "prepare_reference"),
+            (decode_stage, "prepare_candidate"),
+            (decode_stage, "decode_plane"),  # the mask
+            (maps_stage, "difference_map_png"),
         ):
-            monkeypatch.setattr(
-                pipeline_module, step, self._wrap(step, getattr(pipeline_module, step))
-            )
+            monkeypatch.setattr(module, step, self._wrap(step, getattr(module, step)))
 
     def _wrap(self, step: str, real: Callable[..., Any]) -> Callable[..., Any]:
         def spied(*args: Any, **kwargs: Any) -> Any:
@@ -73,15 +72,13 @@ async def test_abandoned_requests_stop_costing_decode_time(
     spy = DecodeSpy(monkeypatch, hold_first=True)
     parts = attacks.pair_parts(GOOD, OTHER, metrics="mse")
     async with running(make_settings(decode_threads=1)) as (app, client):
-        pipeline = service_of(app).pipeline
-        assert pipeline is not None
         first = asyncio.ensure_future(
             client.post("/compare", files=pair_files(GOOD, OTHER), data={"metrics": "mse"})
         )
         await asyncio.to_thread(spy.entered.wait, 10)
         abandoned = [raw(app, "/compare", parts) for _ in range(4)]
         # Each has its reference decode queued behind the held one.
-        await until(lambda: pipeline._decode_pool._work_queue.qsize() == 4)
+        await until(lambda: decoder_of(app).waiting == 4)
         for request in abandoned:
             request.gone.set()
         statuses = [(await request.answer())[0] for request in abandoned]
@@ -113,7 +110,7 @@ async def test_maps_are_drawn_and_decoded_on_the_bounded_pool(
     assert embedded.json()["map_png_base64"]
     steps = sorted(step for step, _ in spy.calls)
     assert steps == sorted(
-        ["prepare_reference", "prepare_candidate", "prepare_mask", "difference_map_png"] * 2
+        ["prepare_reference", "prepare_candidate", "decode_plane", "difference_map_png"] * 2
     )
     assert all(thread.startswith("simscore-decode") for _, thread in spy.calls), spy.calls
 

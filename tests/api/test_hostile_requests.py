@@ -25,7 +25,7 @@ from tests.support.attacks import KEY
 from tests.support.http import pair_files
 from tests.support.images import encode, photo
 from tests.support.models import ScoreFn, intercept_scoring
-from tests.support.servers import running, running_client, service_of
+from tests.support.servers import queue_of, running, running_client, service_of
 from tests.support.settings import settings_for
 
 GOOD = encode(photo("astronaut", 64))  # 64 x 64
@@ -336,7 +336,7 @@ async def test_a_failed_batch_item_is_logged_with_its_traceback_and_request_id(
 
             return score
 
-        intercept_scoring(pipeline.scorer, broken)
+        intercept_scoring(queue_of(app).scorer, broken)
         with caplog.at_level(logging.ERROR, logger="simscore.errors"):
             response = await client.post(
                 "/compare/batch",

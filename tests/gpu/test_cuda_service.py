@@ -63,7 +63,7 @@ def test_fp32_on_cuda_agrees_with_the_cpu(
 ) -> None:
     settings = make_settings(device="cuda", precision="fp32", tf32=False, overlap_batches=overlap)
     body, app = compare(settings)
-    assert service_of(app).pipeline.batcher.overlap is overlap  # type: ignore[union-attr]
+    assert service_of(app).pipeline.queue.batcher.overlap is overlap  # type: ignore[union-attr]
     assert body["model"]["device"].startswith("cuda")
     for name, value in cpu_scores.items():
         assert body["scores"][name] == pytest.approx(value, rel=REL_FP32), name
@@ -77,7 +77,7 @@ def test_bf16_compiled_on_cuda_is_ready_with_its_warm_shape(
         device="cuda", precision="bf16", warmup_sides=[str(SIDE)], max_batch_size=2
     )
     with running_client(settings) as client:
-        runner = service_of(client.app).pipeline.scorer.runner  # type: ignore[union-attr]
+        runner = service_of(client.app).pipeline.queue.scorer.runner  # type: ignore[union-attr]
         assert runner.compiling and runner.compiled_shapes == {(SIDE, SIDE)}
     body, _ = compare(settings)
     for name in ("vgg", "style"):

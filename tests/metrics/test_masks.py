@@ -15,13 +15,13 @@ from app.metrics import (
     VGG_TAP_WEIGHTS,
     composite,
     coverage,
+    gram_matrices,
     gram_matrix,
     mse,
     ssim,
     style_distance,
     tap_weights,
     vgg_distance,
-    window_centres,
 )
 from app.models.vgg import VGGFeatures
 from tests.support.images import distort, photo, to_tensor
@@ -80,8 +80,7 @@ def test_masked_ssim_is_scikit_images_map_over_the_masked_centres(region: str, k
     centres = np.zeros_like(inside)
     centres[5:-5, 5:-5] = inside[5:-5, 5:-5]
     expected = float(full[centres].mean())
-    centre_mask = window_centres(as_mask(inside))
-    ours = ssim(to_tensor(reference)[None], to_tensor(candidate)[None], centres=centre_mask)
+    ours = ssim(to_tensor(reference)[None], to_tensor(candidate)[None], mask=as_mask(inside))
     assert ours.item() == pytest.approx(expected, abs=1e-5)
 
 
@@ -95,10 +94,9 @@ def test_masked_vgg_and_style_follow_the_formulas(
     x, y = to_tensor(reference), to_tensor(candidate)
     with torch.inference_mode():
         fx, fy = extractor(x[None]), extractor(y[None])
-        cells = tap_weights(as_mask(inside), [t.shape for t in fy])
-        vgg, vgg_layers = vgg_distance(fx, fy, masks=cells)
-        gx = [gram_matrix(f, w) for f, w in zip(fx, cells, strict=True)]
-        gy = [gram_matrix(f, w) for f, w in zip(fy, cells, strict=True)]
+        mask = as_mask(inside)
+        vgg, vgg_layers = vgg_distance(fx, fy, mask=mask)
+        gx, gy = gram_matrices(fx, mask=mask), gram_matrices(fy, mask=mask)
         style, style_layers = style_distance(gx, gy)
     expected_vgg_layers, expected_style_layers = masked_reference.masked(
         x, y, torch.from_numpy(inside)
@@ -124,7 +122,7 @@ def test_all_ones_weights_equal_no_mask() -> None:
     ones = torch.ones(2, 1, 6, 5)
     assert torch.allclose(gram_matrix(features, ones), gram_matrix(features), atol=1e-7)
     other = torch.rand(2, 8, 6, 5)
-    total, _ = vgg_distance([features] * 5, [other] * 5, masks=[ones] * 5)
+    total, _ = vgg_distance([features] * 5, [other] * 5, mask=ones.bool())
     plain, _ = vgg_distance([features] * 5, [other] * 5)
     assert torch.allclose(total, plain, rtol=1e-6)
 

@@ -4,7 +4,7 @@ out-of-memory recognition, memory figures and the factory's precision and compil
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,7 @@ import torch
 import app.scoring.factory as factory
 from app.config import Settings
 from app.errors import StartupError
-from app.models.vgg import VGGFeatures
-from app.observability import Metrics
-from app.pipeline import ComparePipeline
-from app.scoring import ModelInfo, ModelRunner, PairRequest, PairScores, Scorer
+from app.scoring import ModelRunner
 from app.scoring.device import (
     MemoryStats,
     check_precision,
@@ -30,7 +27,6 @@ from app.scoring.device import (
     resolve_device,
     tune_cpu_allocator,
 )
-from tests.support.models import cpu_runner
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -177,65 +173,6 @@ def test_allocator_tuning_applies_with_glibc() -> None:
 
 
 # -- memory gauges stay current when a batch fails -----------------------------------------
-
-
-class FailingScorer(Scorer):
-    """Fails when a batch starts, or when its scores are waited for (a sticky CUDA error
-    surfaces at the first synchronisation)."""
-
-    fail_when = "start"
-
-    def launch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
-        if self.fail_when == "start":
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-        def scores() -> list[PairScores]:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-        return scores
-
-
-@pytest.mark.parametrize("fail_when", ["start", "collect"])
-def test_memory_gauges_are_reported_after_a_failed_batch(
-    make_settings: Callable[..., Settings],
-    extractor: VGGFeatures,
-    monkeypatch: pytest.MonkeyPatch,
-    fail_when: str,
-) -> None:
-    runner = cpu_runner(extractor)
-    monkeypatch.setattr(runner, "memory", lambda: MemoryStats(11, 22, 33))
-    metrics = Metrics()
-    info = ModelInfo("vgg19", "file", "0" * 12, "cpu", "fp32")
-    scorer = FailingScorer(runner)
-    scorer.fail_when = fail_when
-    pipeline = ComparePipeline(make_settings(), scorer, info, metrics)
-    image = torch.rand(3, 16, 16)
-    try:
-        with pytest.raises(RuntimeError, match="illegal memory access"):
-            pipeline._score_batch([PairRequest(image, image.flip(-1))])
-    finally:
-        pipeline.close()
-    registry = metrics.registry
-    assert registry.get_sample_value("simscore_gpu_memory_allocated_bytes") == 11
-    assert registry.get_sample_value("simscore_gpu_memory_reserved_bytes") == 22
-    assert registry.get_sample_value("simscore_gpu_memory_peak_bytes") == 33
-
-
-@pytest.mark.parametrize("overlap", [False, True])
-def test_the_pipeline_overlaps_batches_when_its_runner_does(
-    make_settings: Callable[..., Settings], extractor: VGGFeatures, overlap: bool
-) -> None:
-    """A runner overlaps only with pinned memory (CUDA); the pipeline's batcher then starts a
-    full next batch before collecting the current one."""
-    runner = cpu_runner(extractor, overlap=True)
-    assert not runner.overlap  # a CPU: no pinned memory, nothing to overlap
-    runner.overlap = overlap
-    info = ModelInfo("vgg19", "file", "0" * 12, "cpu", "fp32")
-    pipeline = ComparePipeline(make_settings(), Scorer(runner), info)
-    try:
-        assert pipeline.batcher.overlap is overlap
-    finally:
-        pipeline.close()
 
 
 @pytest.mark.parametrize("overlap", [True, False])

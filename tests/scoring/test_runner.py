@@ -274,7 +274,7 @@ def test_ready_only_after_the_warm_shapes_compiled_on_the_worker_thread(
 ) -> None:
     settings = make_settings(compile="on", warmup_sides=["32", "40x24"], max_batch_size=2)
     with running_client(settings) as client:
-        runner = service_of(client.app).pipeline.scorer.runner  # type: ignore[union-attr]
+        runner = service_of(client.app).pipeline.queue.scorer.runner  # type: ignore[union-attr]
         assert runner.compiled_shapes == {(32, 32), (24, 40)}
         assert client.get("/readyz").status_code == 200
     assert {thread for thread, _ in counting.traces} == {"simscore-batcher"}

@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from app.pipeline.decode import Decoder
+from app.pipeline.queue import ScoringQueue
 from app.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +63,22 @@ def service_of(app: object) -> Service:
         raise TypeError("an app built by create_app")
     service: Service = app.state.service
     return service
+
+
+def queue_of(app: object) -> ScoringQueue:
+    """The real batch-and-score stage of an app built by ``create_app`` (started)."""
+    pipeline = service_of(app).pipeline
+    if pipeline is None or not isinstance(pipeline.queue, ScoringQueue):
+        raise TypeError("the app's pipeline has not started, or has a stand-in queue")
+    return pipeline.queue
+
+
+def decoder_of(app: object) -> Decoder:
+    """The real decode stage of an app built by ``create_app`` (started)."""
+    pipeline = service_of(app).pipeline
+    if pipeline is None or not isinstance(pipeline.decoder, Decoder):
+        raise TypeError("the app's pipeline has not started, or has a stand-in decoder")
+    return pipeline.decoder
 
 
 @asynccontextmanager

@@ -60,7 +60,7 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     if include_map:
         png = await until_done(
             request,
-            pipeline.render_map(comparison.reference, comparison.candidate, kind, comparison.mask),
+            pipeline.render_map(comparison, kind),
             admitted,
         )
     request.state.log = {

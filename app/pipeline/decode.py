@@ -1,0 +1,146 @@
+"""The decode stage: a request's uploaded bytes -> its images at the compared size.
+
+``Decoder`` owns what decoding needs: the decode threads (``SIMSCORE_DECODE_THREADS``; the event
+loop never decodes), the per-request pixel budget (``SIMSCORE_MAX_REQUEST_PIXELS``) and the
+decoded-memory budget all requests share (``SIMSCORE_DECODED_MEMORY_BYTES``). A request's
+images count against that budget from their decode until its ``decode`` block ends (after its
+pairs are scored); a request that is cancelled (client gone, deadline passed) cancels its decodes
+that have not started.
+
+The reference is decoded first (a candidate is sized to it), then the mask at its size, then the
+candidates, concurrently; each candidate fails alone (its item is the exception), the reference
+or the mask fails the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+from app.config import Settings
+from app.errors import InvalidRequest, Overloaded
+from app.imaging import (
+    PixelBudget,
+    PreparedImage,
+    decode_plane,
+    prepare_candidate,
+    prepare_reference,
+    quiet_pillow,
+)
+from app.imaging.decode import Size
+from app.metrics import masks
+from app.pipeline.memory import DecodedMemory, Hold
+from app.pipeline.types import CompareOptions, DecodedRequest
+from app.scoring.references import reference_key
+from app.vocabulary import preprocessing_tag
+
+R = TypeVar("R")
+MASK = "mask"
+
+
+class Decoder:
+    """The decode stage (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(
+            settings.decode_threads, thread_name_prefix="simscore-decode"
+        )
+        self._memory = DecodedMemory(settings.decoded_memory_bytes)
+        self._preprocessing = preprocessing_tag(settings.max_side)
+        quiet_pillow()
+
+    @property
+    def waiting(self) -> int:
+        """Decodes queued for a thread, not started yet."""
+        return self._pool._work_queue.qsize()
+
+    def pixel_budget(self) -> PixelBudget:
+        return PixelBudget(self.settings.max_request_pixels)
+
+    async def run(self, fn: Callable[..., R], *args: object) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    @contextlib.asynccontextmanager
+    async def decode(
+        self,
+        reference: bytes,
+        candidates: Sequence[bytes],
+        options: CompareOptions,
+        budget: PixelBudget,
+    ) -> AsyncIterator[DecodedRequest]:
+        """The request's images, counted as held memory until the block ends."""
+        started = time.monotonic()
+        with self._memory.request() as hold:
+            ref, key = await self.run(self._reference, reference, budget)
+            hold(ref.tensor)
+            mask = None
+            if options.mask is not None:
+                mask = await self.run(self._mask, options.mask, ref.size, budget)
+                hold(mask)
+            decoded = await asyncio.gather(
+                *(self.run(self._candidate, c, ref, options, budget) for c in candidates),
+                return_exceptions=True,
+            )
+            yield DecodedRequest(
+                reference=ref,
+                reference_key=key,
+                mask=mask,
+                candidates=[_held(item, hold) for item in decoded],
+                decode_ms=(time.monotonic() - started) * 1000,
+            )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _reference(self, data: bytes, budget: PixelBudget) -> tuple[PreparedImage, str]:
+        image = prepare_reference(
+            data,
+            max_pixels=self.settings.max_pixels,
+            max_side=self.settings.max_side,
+            budget=budget,
+        )
+        return image, reference_key(image.tensor, self._preprocessing)
+
+    def _candidate(
+        self, data: bytes, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
+    ) -> PreparedImage:
+        return prepare_candidate(
+            data,
+            reference,
+            max_pixels=self.settings.max_pixels,
+            size_policy=options.size_policy or self.settings.default_size_policy,
+            budget=budget,
+        )
+
+    def _mask(self, data: bytes, size: Size, budget: PixelBudget) -> torch.Tensor:
+        """The mask at the compared ``size`` (app.metrics.masks: the rule and its checks)."""
+        if not data:
+            raise InvalidRequest("the mask is empty (0 bytes); upload the mask image itself")
+        selected = decode_plane(
+            data,
+            masks.selection,
+            what=MASK,
+            max_pixels=self.settings.max_pixels,
+            budget=budget,
+        )
+        mask = masks.at_size(selected, size)
+        masks.check_selects(mask)
+        return mask
+
+
+def _held(item: PreparedImage | BaseException, hold: Hold) -> PreparedImage | BaseException:
+    """A decoded candidate counted as held memory, or the error that refuses it alone."""
+    if not isinstance(item, PreparedImage):
+        return item
+    try:
+        hold(item.tensor)
+    except Overloaded as exc:
+        return exc
+    return item

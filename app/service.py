@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.budgets import Budget, UploadBytes
 from app.config import Settings
 from app.errors import NotReady, Overloaded, SimscoreError
-from app.imaging import PixelBudget
 from app.observability import Metrics
 from app.pipeline import ComparePipeline
 from app.scoring import build_scorer
@@ -33,33 +33,14 @@ log = logging.getLogger(__name__)
 Phase = Literal["loading", "ready", "draining", "stopped", "failed"]
 
 
-class ByteBudget:
-    """Bytes that every request's uploads together may hold in memory (event loop only)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, nbytes: int) -> None:
-        if self.used + nbytes > self.limit:
-            raise Overloaded(
-                f"uploads in flight already hold {self.used} bytes of "
-                f"SIMSCORE_UPLOAD_MEMORY_BYTES={self.limit}; retry after a short wait"
-            )
-        self.used += nbytes
-
-    def give_back(self, nbytes: int) -> None:
-        self.used -= nbytes
-
-
 @dataclass
 class Admission:
     """One admitted request: its pipeline, deadline, pixel budget and upload bytes held."""
 
     pipeline: ComparePipeline
     deadline: float
-    pixels: PixelBudget
-    uploads: ByteBudget
+    pixels: Budget
+    uploads: Budget
     held_bytes: int = field(default=0)
 
     def hold(self, nbytes: int) -> None:
@@ -81,7 +62,7 @@ class Service:
         self.pipeline: ComparePipeline | None = None
         self.phase: Phase = "loading"
         self.drained_cleanly = True
-        self.uploads = ByteBudget(settings.upload_memory_bytes)
+        self.uploads = UploadBytes(settings.upload_memory_bytes)
         self._in_flight = 0
 
     @property

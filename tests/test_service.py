@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
+from app.budgets import UploadBytes
 from app.config import Settings
 from app.errors import NotReady, Overloaded
 from app.observability import Metrics
-from app.service import ByteBudget, Service
+from app.service import Service
 
 
 def phase_of(service: Service) -> str:
@@ -86,7 +87,7 @@ async def test_a_start_up_failure_is_recorded(make_settings: Callable[..., Setti
 
 
 def test_upload_memory_is_shared_and_given_back() -> None:
-    budget = ByteBudget(100)
+    budget = UploadBytes(100)
     budget.take(60)
     with pytest.raises(Overloaded, match="SIMSCORE_UPLOAD_MEMORY_BYTES=100"):
         budget.take(50)

@@ -4,7 +4,7 @@
 needed, ``prepare`` applies the size policy that pairs a candidate with its reference.
 """
 
-from app.imaging.decode import Decoded, PixelBudget, decode_image, decode_plane, quiet_pillow
+from app.imaging.decode import Decoded, decode_image, decode_plane, quiet_pillow
 from app.imaging.formats import SUPPORTED_FORMATS
 from app.imaging.prepare import (
     PreparedImage,
@@ -18,7 +18,6 @@ from app.imaging.prepare import (
 __all__ = [
     "SUPPORTED_FORMATS",
     "Decoded",
-    "PixelBudget",
     "PreparedImage",
     "decode_image",
     "decode_plane",

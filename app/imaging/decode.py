@@ -3,7 +3,7 @@
 * Formats: PNG, JPEG (including camera MPO files), WebP, GIF (first frame only), BMP (not
   run-length encoded) and TIFF; ``app.imaging.formats`` screens the bytes first.
 * Pixel limits, from the header before any pixel is decoded: one image at most ``max_pixels``
-  (``SIMSCORE_MAX_PIXELS``); every image of a request together at most a ``PixelBudget``
+  (``SIMSCORE_MAX_PIXELS``); every image of a request together at most its pixel budget
   (``SIMSCORE_MAX_REQUEST_PIXELS``). Pillow's decompression-bomb error becomes
   ``ImageTooLarge`` too.
 * Decode to the scored size: given the size it will be scored at, a JPEG is decoded with DCT
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image, ImageFile
 
+from app.budgets import Budget
 from app.errors import ImageTooLarge, NotAnImage, UnsupportedImageFormat
 from app.imaging.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT, screen
 
@@ -62,25 +62,6 @@ def quiet_pillow() -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-class PixelBudget:
-    """Source pixels one request may decode, shared by the threads decoding its images."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def take(self, pixels: int, what: str) -> None:
-        with self._lock:
-            if self.used + pixels > self.limit:
-                raise ImageTooLarge(
-                    f"the {what} would bring this request's images to {self.used + pixels} "
-                    f"pixels, over SIMSCORE_MAX_REQUEST_PIXELS={self.limit}; send fewer or "
-                    "smaller images per request"
-                )
-            self.used += pixels
-
-
 @dataclass(frozen=True)
 class Decoded:
     """A decoded image: at least the size asked for, at most the size uploaded."""
@@ -94,7 +75,7 @@ def decode_image(
     *,
     what: str,
     max_pixels: int,
-    budget: PixelBudget | None = None,
+    budget: Budget | None = None,
     sizing: Sizing | None = None,
 ) -> Decoded:
     """Decode ``data`` (see the module docstring). ``sizing`` maps the uploaded size to the
@@ -125,7 +106,7 @@ def decode_plane(
     *,
     what: str,
     max_pixels: int,
-    budget: PixelBudget | None = None,
+    budget: Budget | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Decode ``data`` whole (screened, within the pixel limits), reduce it to one bool plane
     with ``plane`` (a mask's selection: ``app.metrics.masks.selection``) and turn that plane as

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from app.budgets import Budget
 from app.errors import ImageTooSmall, InvalidRequest, SizeMismatch
-from app.imaging.decode import PixelBudget, Size, decode_image
+from app.imaging.decode import Size, decode_image
 from app.vocabulary import MIN_SIDE, SIZE_POLICIES, SizePolicy
 
 _TOO_SMALL_WHY = (
@@ -50,7 +51,7 @@ class PreparedImage:
 
 
 def prepare_reference(
-    data: bytes, *, max_pixels: int, max_side: int, budget: PixelBudget | None = None
+    data: bytes, *, max_pixels: int, max_side: int, budget: Budget | None = None
 ) -> PreparedImage:
     """Decode a reference image and fit its longest side to ``max_side``."""
     what = "reference image"
@@ -74,7 +75,7 @@ def prepare_candidate(
     *,
     max_pixels: int,
     size_policy: SizePolicy,
-    budget: PixelBudget | None = None,
+    budget: Budget | None = None,
 ) -> PreparedImage:
     """Decode a candidate and bring it to ``reference``'s tensor size under ``size_policy``."""
     if size_policy not in SIZE_POLICIES:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from app.budgets import Budget
 from app.config import Settings
-from app.imaging import PixelBudget
 from app.pipeline.decode import Decoder
 from app.pipeline.maps import map_png
 from app.pipeline.observer import PipelineObserver
@@ -53,7 +53,7 @@ class ComparePipeline:
         self.queue.close()
         self.decoder.close()
 
-    def pixel_budget(self) -> PixelBudget:
+    def pixel_budget(self) -> Budget:
         """A fresh ``SIMSCORE_MAX_REQUEST_PIXELS`` budget for one request."""
         return self.decoder.pixel_budget()
 
@@ -67,7 +67,7 @@ class ComparePipeline:
         options: CompareOptions,
         *,
         deadline: float,
-        budget: PixelBudget | None = None,
+        budget: Budget | None = None,
     ) -> Comparison:
         """Score one pair (within ``options.mask``, if given); raises a ``SimscoreError`` for
         anything the caller did wrong."""
@@ -85,7 +85,7 @@ class ComparePipeline:
         options: CompareOptions,
         *,
         deadline: float,
-        budget: PixelBudget | None = None,
+        budget: Budget | None = None,
     ) -> list[Comparison | BaseException]:
         """Score candidates against one reference (all within ``options.mask``, if given); each
         candidate fails alone (its item is the exception). The reference's or the mask's own
@@ -121,7 +121,7 @@ class ComparePipeline:
         kind: MapKind,
         options: CompareOptions,
         *,
-        budget: PixelBudget | None = None,
+        budget: Budget | None = None,
     ) -> bytes:
         """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
         would."""

@@ -23,10 +23,10 @@ from typing import TypeVar
 
 import torch
 
+from app.budgets import Budget, DecodedBytes, RequestPixels, Take
 from app.config import Settings
 from app.errors import InvalidRequest, Overloaded
 from app.imaging import (
-    PixelBudget,
     PreparedImage,
     decode_plane,
     prepare_candidate,
@@ -35,7 +35,6 @@ from app.imaging import (
 )
 from app.imaging.decode import Size
 from app.metrics import masks
-from app.pipeline.memory import DecodedMemory, Hold
 from app.pipeline.types import CompareOptions, DecodedRequest
 from app.scoring.references import reference_key
 from app.vocabulary import preprocessing_tag
@@ -52,7 +51,7 @@ class Decoder:
         self._pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="simscore-decode"
         )
-        self._memory = DecodedMemory(settings.decoded_memory_bytes)
+        self.memory = DecodedBytes(settings.decoded_memory_bytes)
         self._preprocessing = preprocessing_tag(settings.max_side)
         quiet_pillow()
 
@@ -61,8 +60,8 @@ class Decoder:
         """Decodes queued for a thread, not started yet."""
         return self._pool._work_queue.qsize()
 
-    def pixel_budget(self) -> PixelBudget:
-        return PixelBudget(self.settings.max_request_pixels)
+    def pixel_budget(self) -> Budget:
+        return RequestPixels(self.settings.max_request_pixels)
 
     async def run(self, fn: Callable[..., R], *args: object) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -73,17 +72,17 @@ class Decoder:
         reference: bytes,
         candidates: Sequence[bytes],
         options: CompareOptions,
-        budget: PixelBudget,
+        budget: Budget,
     ) -> AsyncIterator[DecodedRequest]:
         """The request's images, counted as held memory until the block ends."""
         started = time.monotonic()
-        with self._memory.request() as hold:
+        with self.memory.holding() as take:
             ref, key = await self.run(self._reference, reference, budget)
-            hold(ref.tensor)
+            take(_nbytes(ref.tensor), "reference")
             mask = None
             if options.mask is not None:
                 mask = await self.run(self._mask, options.mask, ref.size, budget)
-                hold(mask)
+                take(_nbytes(mask), MASK)
             decoded = await asyncio.gather(
                 *(self.run(self._candidate, c, ref, options, budget) for c in candidates),
                 return_exceptions=True,
@@ -92,14 +91,14 @@ class Decoder:
                 reference=ref,
                 reference_key=key,
                 mask=mask,
-                candidates=[_held(item, hold) for item in decoded],
+                candidates=[_held(item, take) for item in decoded],
                 decode_ms=(time.monotonic() - started) * 1000,
             )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _reference(self, data: bytes, budget: PixelBudget) -> tuple[PreparedImage, str]:
+    def _reference(self, data: bytes, budget: Budget) -> tuple[PreparedImage, str]:
         image = prepare_reference(
             data,
             max_pixels=self.settings.max_pixels,
@@ -109,7 +108,7 @@ class Decoder:
         return image, reference_key(image.tensor, self._preprocessing)
 
     def _candidate(
-        self, data: bytes, reference: PreparedImage, options: CompareOptions, budget: PixelBudget
+        self, data: bytes, reference: PreparedImage, options: CompareOptions, budget: Budget
     ) -> PreparedImage:
         return prepare_candidate(
             data,
@@ -119,7 +118,7 @@ class Decoder:
             budget=budget,
         )
 
-    def _mask(self, data: bytes, size: Size, budget: PixelBudget) -> torch.Tensor:
+    def _mask(self, data: bytes, size: Size, budget: Budget) -> torch.Tensor:
         """The mask at the compared ``size`` (app.metrics.masks: the rule and its checks)."""
         if not data:
             raise InvalidRequest("the mask is empty (0 bytes); upload the mask image itself")
@@ -135,12 +134,16 @@ class Decoder:
         return mask
 
 
-def _held(item: PreparedImage | BaseException, hold: Hold) -> PreparedImage | BaseException:
+def _held(item: PreparedImage | BaseException, take: Take) -> PreparedImage | BaseException:
     """A decoded candidate counted as held memory, or the error that refuses it alone."""
     if not isinstance(item, PreparedImage):
         return item
     try:
-        hold(item.tensor)
+        take(_nbytes(item.tensor), "candidate")
     except Overloaded as exc:
         return exc
     return item
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()

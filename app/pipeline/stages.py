@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 from app.batching import Outcome
-from app.imaging import PixelBudget
+from app.budgets import Budget
 from app.pipeline.types import CompareOptions, DecodedRequest
 from app.scoring import PairRequest, PairScores
 from app.scoring.device import MemoryStats
@@ -39,7 +39,7 @@ class Decode(Protocol):
     """The decode stage: bytes in, images at the compared size out, on its own threads and
     within its budgets (what it holds is given back when the ``decode`` block ends)."""
 
-    def pixel_budget(self) -> PixelBudget:
+    def pixel_budget(self) -> Budget:
         """A fresh per-request pixel budget (``SIMSCORE_MAX_REQUEST_PIXELS``)."""
         ...
 
@@ -48,7 +48,7 @@ class Decode(Protocol):
         reference: bytes,
         candidates: Sequence[bytes],
         options: CompareOptions,
-        budget: PixelBudget,
+        budget: Budget,
     ) -> AbstractAsyncContextManager[DecodedRequest]: ...
 
     def run(self, fn: Callable[..., R], *args: object) -> Awaitable[R]:

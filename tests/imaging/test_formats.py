@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
+from app.budgets import RequestPixels
 from app.errors import ImageTooLarge, UnsupportedImageFormat
-from app.imaging import PixelBudget, decode_image, prepare_candidate, prepare_reference
+from app.imaging import decode_image, prepare_candidate, prepare_reference
 from app.imaging.formats import (
     MAX_JPEG_SCAN_PIXELS,
     MAX_JPEG_SCANS,
@@ -210,7 +211,7 @@ def test_exif_rotated_large_jpeg_is_reduced_and_turned_upright() -> None:
 
 def test_a_request_budget_is_shared_by_its_images() -> None:
     data = encode(photo("chelsea"), "PNG")  # 451 x 300 = 135,300 pixels
-    budget = PixelBudget(300_000)
+    budget = RequestPixels(300_000)
     reference = prepare_reference(data, max_pixels=MAX_PIXELS, max_side=1024, budget=budget)
     prepare_candidate(data, reference, max_pixels=MAX_PIXELS, size_policy="resize", budget=budget)
     with pytest.raises(ImageTooLarge, match="SIMSCORE_MAX_REQUEST_PIXELS=300000"):

@@ -69,7 +69,7 @@ def parts(make_settings: Callable[..., Settings]) -> tuple[ComparePipeline, Deco
 
 
 def _held(decoder: Decoder) -> int:
-    return decoder._memory.used
+    return decoder.memory.used
 
 
 async def test_stages_compose_with_a_stand_in_queue(

@@ -59,7 +59,7 @@ async def test_a_bad_mask_fails_the_request(
     with pytest.raises((InvalidRequest, NotAnImage), match=error):
         async with decoder.decode(REF, [REF], CompareOptions(mask=mask), decoder.pixel_budget()):
             pass
-    assert decoder._memory.used == 0
+    assert decoder.memory.used == 0
     decoder.close()
 
 
@@ -73,8 +73,8 @@ async def test_held_memory_counts_every_image_until_the_block_ends(
         first, second = got.candidates
         assert isinstance(first, PreparedImage)
         assert isinstance(second, Overloaded)  # past the budget: fails alone, with 429
-        assert decoder._memory.used == 2 * one_image
-    assert decoder._memory.used == 0
+        assert decoder.memory.used == 2 * one_image
+    assert decoder.memory.used == 0
     decoder.close()
 
 

@@ -12,6 +12,9 @@
   ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
   batcher. The process exits 0 after a clean drain, 1 if the drain timed out, 3 if start-up
   failed.
+* **A failed GPU restarts the process.** After a sticky device error (``app.service``) the
+  server shuts down as on a signal (requests in flight get their 503) and the process exits 4,
+  so that compose's restart policy or Kubernetes brings a fresh one.
 * **A start-up failure is one line**: the lifespan logs ``start-up failed: ...`` and the
   traceback uvicorn would print after it is dropped.
 """
@@ -25,7 +28,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any, Protocol
 
@@ -40,6 +43,7 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT_BYTES = 64 * 1024  # request line and headers together
+DEVICE_FAILURE = 4  # the exit code after a sticky device error
 
 
 class Lifecycle(Protocol):
@@ -52,6 +56,11 @@ class Lifecycle(Protocol):
 
     @property
     def drained_cleanly(self) -> bool: ...
+
+    @property
+    def fatal(self) -> bool: ...
+
+    def when_fatal(self, callback: Callable[[], None]) -> None: ...
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -149,6 +158,11 @@ class SimscoreServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
         super().__init__(config)
         self.lifecycle = lifecycle
+        lifecycle.when_fatal(self._fatal)
+
+    def _fatal(self) -> None:
+        """The device failed: shut down as on a signal (the exit code says why)."""
+        self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.lifecycle.start_draining()  # 503 for new work from the first signal on
@@ -175,6 +189,8 @@ class SimscoreServer(uvicorn.Server):
     def exit_code(self) -> int:
         if not self.started or self.lifecycle.startup_failed:
             return STARTUP_FAILURE
+        if self.lifecycle.fatal:
+            return DEVICE_FAILURE
         return 0 if self.lifecycle.drained_cleanly else 1
 
 
@@ -209,7 +225,7 @@ def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> S
 
 def serve(app: FastAPI, settings: Settings, *, host: str, port: int) -> int:
     """Run until a signal; the process's exit code: 0 after a clean drain, 1 if the drain timed
-    out, 3 if start-up failed (uvicorn's code for it)."""
+    out, 3 if start-up failed (uvicorn's code for it), 4 after a sticky device error."""
     server = build_server(app, settings, host=host, port=port)
     try:
         server.run()

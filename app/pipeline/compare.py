@@ -4,7 +4,8 @@
 ``simscore compare`` both call it, so the two cannot drift. It knows nothing of HTTP. Decoding
 a request's images, and drawing its maps, always runs on the pool (``SIMSCORE_DECODE_THREADS``
 at a time, each within the request's ``PixelBudget``); a request that is cancelled (client gone,
-deadline passed) cancels its decodes that have not started.
+deadline passed) cancels its decodes that have not started. Batches run through ``ScoringStage``
+(memory gauges, sticky device errors).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from app.batching import Batcher
 from app.config import Settings
 from app.difference_map import difference_map_png
-from app.errors import OutOfMemory, Overloaded
+from app.errors import DeviceFailed, OutOfMemory, Overloaded
 from app.imaging import (
     PixelBudget,
     PreparedImage,
@@ -32,11 +33,13 @@ from app.imaging import (
 )
 from app.metrics import composite
 from app.pipeline.memory import DecodedMemory, Hold
+from app.pipeline.scoring import ScoringStage
 from app.pipeline.types import (
     CompareOptions,
     Comparison,
     PipelineObserver,
     comparison,
+    decode_threads,
     default_max_wait_ms,
     scored_pair,
 )
@@ -57,16 +60,17 @@ class ComparePipeline:
         scorer: Scorer,
         model: ModelInfo,
         observer: PipelineObserver | None = None,
+        on_device_failure: Callable[[DeviceFailed], None] | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.model = model
-        self._observer = observer
+        self.scoring = ScoringStage(scorer, observer, on_device_failure)
         self._decode_pool = ThreadPoolExecutor(
-            settings.decode_threads, thread_name_prefix="simscore-decode"
+            decode_threads(settings), thread_name_prefix="simscore-decode"
         )
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
-            self._score_batch,
+            self.scoring.score,
             group_key=lambda pair: pair.shape,
             max_batch_size=settings.max_batch_size,
             max_wait_s=default_max_wait_ms(settings, scorer.runner.device) / 1000,
@@ -79,7 +83,7 @@ class ComparePipeline:
             ),
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
-            launcher=self._launch_batch if scorer.runner.overlap else None,
+            launcher=self.scoring.launch if scorer.runner.overlap else None,
         )
         self._preprocessing = preprocessing_tag(settings.max_side)
         self._memory = DecodedMemory(settings.decoded_memory_bytes)
@@ -254,30 +258,6 @@ class ComparePipeline:
             size_policy=options.size_policy or self.settings.default_size_policy,
             budget=budget,
         )
-
-    def _score_batch(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
-        return self._launch_batch(pairs)()
-
-    def _launch_batch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
-        """Start scoring a batch; what waits for its scores. The device memory gauges are
-        reported once the batch is done or has failed, wherever it failed."""
-        try:
-            scores = self.scorer.launch(pairs)
-        except BaseException:
-            self._report_memory()
-            raise
-
-        def collect() -> list[PairScores]:
-            try:
-                return scores()
-            finally:
-                self._report_memory()
-
-        return collect
-
-    def _report_memory(self) -> None:
-        if self._observer:
-            self._observer.device_memory(self.scorer.runner.memory())
 
 
 def _map_png(

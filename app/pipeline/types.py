@@ -10,6 +10,7 @@ import torch
 
 from app.batching import BatchObserver, Outcome
 from app.config import Settings
+from app.cpus import sized_to_cpus
 from app.imaging import PreparedImage
 from app.metrics import composite, coverage
 from app.scoring import PairRequest, PairScores
@@ -18,6 +19,7 @@ from app.vocabulary import ALL_SCORES, ScoreName, SizePolicy
 
 CPU_MAX_WAIT_MS = 20.0  # measured: see docs/benchmarks.md#batching-defaults
 CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's compute time
+DEFAULT_DECODE_THREADS = 4  # each may hold one image's decode peak: docs/security.md
 
 
 class PipelineObserver(BatchObserver, Protocol):
@@ -58,6 +60,12 @@ def default_max_wait_ms(settings: Settings, device: torch.device) -> float:
     if settings.max_wait_ms is not None:
         return settings.max_wait_ms
     return CUDA_MAX_WAIT_MS if device.type == "cuda" else CPU_MAX_WAIT_MS
+
+
+def decode_threads(settings: Settings) -> int:
+    """``SIMSCORE_DECODE_THREADS`` if set, else 4, lowered to the CPUs this process may use
+    (affinity, cgroup quota: ``app.cpus``)."""
+    return sized_to_cpus(settings.decode_threads, at_most=DEFAULT_DECODE_THREADS)
 
 
 def scored_pair(

@@ -122,7 +122,7 @@ async def test_overlapped_batches_score_as_one_pair_at_a_time(extractor: VGGFeat
         for name in ("astronaut", "chelsea", "coffee")
         for kind in ("jpeg", "noise", "blur", "colour")
     ]
-    configure_cuda(tf32=False, cudnn_benchmark=False)  # other tests here may have turned it on
+    configure_cuda(cudnn_benchmark=False)  # IEEE fp32, as the service sets it
     alone = Scorer(ModelRunner(on_gpu(extractor), device=torch.device("cuda")))
     expected = [alone.score([p])[0] for p in pairs]
     scorer = Scorer(ModelRunner(on_gpu(extractor), device=torch.device("cuda"), overlap=True))

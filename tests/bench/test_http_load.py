@@ -39,7 +39,7 @@ def test_the_server_process_gets_both(monkeypatch: pytest.MonkeyPatch, tmp_path:
         seen.update(env)
         raise Started
 
-    monkeypatch.setattr(servers.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     with pytest.raises(Started), servers.serve_process(service_env(), tmp_path / "log"):
         pass
     assert seen["PYTHONPATH"].split(os.pathsep) == [str(ROOT), WHEELS]

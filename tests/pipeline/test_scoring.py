@@ -10,6 +10,7 @@ import torch
 
 from app.errors import DeviceFailed
 from app.models.vgg import VGGFeatures
+from app.observability import Metrics
 from app.pipeline.scoring import ScoringStage
 from app.scoring import PairRequest, PairScores, Scorer
 from app.scoring.device import MemoryStats
@@ -35,14 +36,6 @@ class Breaking(Scorer):
             raise self.error
 
         return fail
-
-
-class Memory:
-    def __init__(self) -> None:
-        self.reports: list[MemoryStats] = []
-
-    def device_memory(self, stats: MemoryStats) -> None:
-        self.reports.append(stats)
 
 
 def pair() -> list[PairRequest]:
@@ -96,10 +89,12 @@ def test_memory_is_reported_after_every_batch(
     scorer = Breaking(runner)
     if when is not None:
         scorer.error, scorer.when = torch.AcceleratorError(ILLEGAL_ACCESS), when
-    memory = Memory()
-    stage = ScoringStage(scorer, memory)
+    metrics = Metrics()
+    stage = ScoringStage(scorer, metrics)
     try:
         stage.score(pair())
     except DeviceFailed:
         assert when is not None
-    assert memory.reports == [MemoryStats(1, 2, 3)]
+    sample = metrics.registry.get_sample_value
+    assert sample("simscore_gpu_memory_allocated_bytes") == 1
+    assert sample("simscore_gpu_memory_peak_bytes") == 3

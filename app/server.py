@@ -5,7 +5,8 @@
   answers 408 and closes. Idle keep-alive connections close after
   ``SIMSCORE_KEEPALIVE_TIMEOUT_S``. Body reads are timed by the app (``app.api.forms``).
 * **Connections are bounded**: a connection past ``SIMSCORE_MAX_CONNECTIONS`` open ones is
-  answered 503 (JSON, ``Retry-After``) and closed at once. The server's own answers (this 503,
+  answered 503 (JSON, ``Retry-After``) and closed at once; the health probe (``app.probe``)
+  takes that answer for a busy server, not a dead one. The server's own answers (this 503,
   the 408) carry the same headers as the app's (``X-Request-ID``, ``nosniff``, ...).
 * **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
   ``/readyz`` 503); uvicorn closes idle connections and waits up to
@@ -40,6 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.api.middleware import SECURITY_HEADERS
 from app.config import Settings
+from app.probe import BUSY_MARKER
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT_BYTES = 64 * 1024  # request line and headers together
@@ -76,8 +78,7 @@ class HeaderTimeoutProtocol(H11Protocol):
             self._answer_and_close(
                 503,
                 "Service Unavailable",
-                f"{len(self.connections) - 1} connections are open (SIMSCORE_MAX_CONNECTIONS); "
-                "retry shortly",
+                f"{len(self.connections) - 1} connections are open {BUSY_MARKER}; retry shortly",
                 retry_after=True,
             )
             return

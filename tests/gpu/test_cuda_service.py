@@ -1,5 +1,6 @@
-"""The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, the pinned
-host buffers and overlapped batches, memory gauges, out-of-memory recognition. Skipped without
+"""The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, TF32 and bf16
+kept out of the pixel scores, the pinned host buffers and overlapped batches, memory gauges,
+out-of-memory recognition. Skipped without
 CUDA (every test here is marked ``gpu``); run on a GPU machine with
 ``python -m pytest -m gpu tests/gpu``."""
 
@@ -92,6 +93,22 @@ def test_identical_pair_is_exact_on_cuda(make_settings: Callable[..., Settings])
         body = client.post("/compare", files=pair_files(image, image)).json()
     assert body["scores"]["vgg"] == 0.0 and body["scores"]["style"] == 0.0
     assert body["scores"]["ssim"] == 1.0 and body["scores"]["psnr"] is None
+
+
+def test_tf32_and_bf16_leave_the_pixel_scores_alone(extractor: VGGFeatures) -> None:
+    """TF32 and bf16 belong to the VGG19 forward pass: SSIM and MSE on the card are the same
+    with them as without (with TF32 in SSIM's filter they would move by percent)."""
+    pairs = [
+        PairRequest(to_tensor(photo(name, 224)), to_tensor(distort(photo(name, 224), "noise")))
+        for name in ("astronaut", "chelsea", "coffee")
+    ]
+    cuda = torch.device("cuda")
+    strict = Scorer(ModelRunner(on_gpu(extractor), device=cuda)).score(pairs)
+    for precision, tf32 in (("fp32", True), ("bf16", True), ("bf16", False)):
+        runner = ModelRunner(on_gpu(extractor), device=cuda, precision=precision, tf32=tf32)
+        for got, want in zip(Scorer(runner).score(pairs), strict, strict=True):
+            assert got.ssim == pytest.approx(want.ssim, rel=1e-6), (precision, tf32)
+            assert got.mse == pytest.approx(want.mse, rel=1e-6), (precision, tf32)
 
 
 @pytest.mark.parametrize("overlap", [False, True])

@@ -1,8 +1,9 @@
 """``simscore serve`` on a GPU that has faulted: every batch fails with the sticky error torch
 raises after an illegal memory access (a stand-in, on the CPU, for a device in that state; the
-scorer is replaced before the command line runs).
+scorer is replaced before the command line runs). With ``--real`` (CUDA only) each batch makes a
+real one instead: an out-of-bounds index on the device, a device-side assert.
 
-    python -m tests.support.faulty_gpu serve --port 8000
+    python -m tests.support.faulty_gpu [--real] serve --port 8000
 """
 
 from __future__ import annotations
@@ -27,8 +28,20 @@ def faulted_launch(self: Scorer, pairs: Sequence[PairRequest]) -> Callable[[], l
     raise torch.AcceleratorError(ILLEGAL_ACCESS)
 
 
+def real_fault_launch(self: Scorer, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
+    """An out-of-bounds gather on the runner's device: CUDA's device-side assert, raised at the
+    synchronisation, after which the process's CUDA context is lost."""
+    device = self.runner.device
+    values = torch.zeros(4, device=device)
+    values[torch.tensor([1 << 40], device=device)].sum().item()
+    raise AssertionError("an out-of-bounds index on the GPU did not fail")
+
+
 def main(argv: Sequence[str]) -> int:
-    Scorer.launch = faulted_launch  # type: ignore[method-assign]
+    real = bool(argv) and argv[0] == "--real"
+    if real:
+        argv = argv[1:]
+    Scorer.launch = real_fault_launch if real else faulted_launch  # type: ignore[method-assign]
     from app.cli import main as cli
 
     return cli(argv)

@@ -109,7 +109,7 @@ def deadlines(text: str) -> dict[str, float]:
 
 
 def section_functions() -> dict[str, Callable[[argparse.Namespace], None]]:
-    from bench import gpu_model, gpu_service
+    from bench import gpu_model, gpu_service, gpu_worker
 
     return {
         "preflight": gpu_model.preflight,
@@ -117,9 +117,9 @@ def section_functions() -> dict[str, Callable[[argparse.Namespace], None]]:
         "agreement": gpu_model.agreement,
         "sweep": gpu_model.sweep,
         "http": gpu_service.http,
-        "oom": gpu_model.oom,
-        "overlap": gpu_model.overlap,
-        "worker_cpu": gpu_model.worker_cpu,
+        "oom": gpu_worker.oom,
+        "overlap": gpu_worker.overlap,
+        "worker_cpu": gpu_worker.worker_cpu,
         "cudnn": gpu_model.cudnn,
         "compiled": gpu_model.compiled,
         "table": gpu_service.table,
@@ -130,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.child is not None:
-        if args.child == "overlap":
-            args.sides = args.overlap_sides
         section_functions()[args.child](args)
         return 0
     limits = deadlines(args.deadlines)

@@ -15,12 +15,7 @@ during the warm-up, for each warmed image shape and every row count a batch of t
 bring (1 to ``2 * max_batch_size``), with the batch axis dynamic so that row counts share graphs.
 A shape that was not warmed up runs the eager module, never the compiled one: no request waits
 for a compile. Graphs keep height and width static (kernels specialised per shape).
-
-TF32 (``tf32=True``) applies to the backbone's forward pass only, in a scope around it
-(``device.fp32_math``); everything else, the metrics above all, runs in IEEE fp32.
-
-Waits for the device (``CopyDone.synchronize``) sleep instead of spinning (blocking CUDA events),
-so the batch worker leaves its core to the decode threads while the GPU computes.
+TF32 (``tf32=True``) applies in a scope around the forward pass only (``device.fp32_math``).
 """
 
 from __future__ import annotations
@@ -43,9 +38,7 @@ log = logging.getLogger(__name__)
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 COMPILE_BACKEND: str | Callable[..., Any] = "inductor"  # tests swap in a counting backend
-# A blocking event's wait sleeps in the driver (cudaEventBlockingSync) instead of spinning a core;
-# bench/gpu.py's `worker_cpu` section measures the batch worker's CPU time both ways.
-BLOCKING_EVENTS = True
+BLOCKING_EVENTS = True  # event waits sleep, not spin a core (bench/gpu.py's worker_cpu: both)
 Shape = tuple[int, int]  # (height, width)
 Taps = Callable[[torch.Tensor], list[torch.Tensor]]
 

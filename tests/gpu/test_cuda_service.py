@@ -20,6 +20,7 @@ from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer
 from app.scoring.device import configure_cuda, is_out_of_memory
+from app.vocabulary import Precision
 from tests.support.http import pair_files, sample
 from tests.support.images import distort, encode, photo, to_tensor
 from tests.support.servers import running_client, service_of
@@ -104,7 +105,8 @@ def test_tf32_and_bf16_leave_the_pixel_scores_alone(extractor: VGGFeatures) -> N
     ]
     cuda = torch.device("cuda")
     strict = Scorer(ModelRunner(on_gpu(extractor), device=cuda)).score(pairs)
-    for precision, tf32 in (("fp32", True), ("bf16", True), ("bf16", False)):
+    modes: list[tuple[Precision, bool]] = [("fp32", True), ("bf16", True), ("bf16", False)]
+    for precision, tf32 in modes:
         runner = ModelRunner(on_gpu(extractor), device=cuda, precision=precision, tf32=tf32)
         for got, want in zip(Scorer(runner).score(pairs), strict, strict=True):
             assert got.ssim == pytest.approx(want.ssim, rel=1e-6), (precision, tf32)

@@ -146,9 +146,10 @@ WORKDIR /home/simscore
 EXPOSE 8000
 
 # Liveness only; readiness (/readyz) is the orchestrator's business. The start period
-# covers weight loading and warm-up on a cold CPU.
+# covers weight loading and warm-up on a cold CPU. app.probe (standard library only) takes the
+# connection cap's 503 for a busy server, not a dead one.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-m", "app.probe", "/healthz"]
 
 ENTRYPOINT ["simscore"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
         None, description="Inductor's cache directory (compiled kernels survive restarts)."
     )
     tf32: bool | None = Field(
-        None, description="TF32 matmuls/convolutions on CUDA; unset: off in fp32, on otherwise."
+        None,
+        description="TF32 for the backbone's fp32 convolutions on CUDA (metrics always run in "
+        "IEEE fp32); unset: off in fp32, on otherwise.",
     )
     cudnn_benchmark: bool = Field(
         False, description="Let cuDNN time algorithms per new input shape (CUDA)."
@@ -74,7 +76,12 @@ class Settings(BaseSettings):
         description="On CUDA, copy the next full batch to the GPU while the current one computes "
         "(off until measured on a GPU: docs/benchmarks.md).",
     )
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for torch; unset: torch's default, lowered to the CPUs this "
+        "process may use (affinity, cgroup quota).",
+    )
     channels_last: bool = Field(True, description="Run VGG19 in the channels-last layout.")
     cpu_allocator_tuning: bool = Field(
         True,
@@ -131,7 +138,12 @@ class Settings(BaseSettings):
         description="How long a batch waits to fill up; unset: 20 on CPU, 2 on CUDA "
         "(docs/benchmarks.md#batching-defaults).",
     )
-    decode_threads: int = Field(4, ge=1, description="Threads decoding uploads.")
+    decode_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads decoding uploads; unset: 4, or fewer when this process may use "
+        "fewer CPUs (affinity, cgroup quota).",
+    )
     warmup_sides: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["224"],
         description="Shapes warmed up (and compiled) before ready: '224' is 224x224, "

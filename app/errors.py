@@ -70,6 +70,11 @@ class DeadlineExceeded(SimscoreError):
     """The request ran past ``SIMSCORE_REQUEST_TIMEOUT_S`` (maps to 504)."""
 
 
+class DeviceFailed(SimscoreError):
+    """The GPU hit a sticky error (illegal address, device-side assert, ECC error...): this
+    process cannot score any more and exits to be restarted (maps to 503)."""
+
+
 class OutOfMemory(SimscoreError):
     """The device ran out of memory even for a single item."""
 

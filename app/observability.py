@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.errors import DeviceFailed
 from app.scoring.device import MemoryStats
 
 # Every metric name the service exports (counters without the ``_total`` suffix prometheus adds).
@@ -30,7 +31,16 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "simscore_batch_failures",
 )
 
-FAILURE_REASONS = ("rejected", "timeout", "cancelled", "oom", "invalid_input", "internal")
+FAILURE_REASONS = (
+    "rejected",
+    "timeout",
+    "cancelled",
+    "oom",
+    "invalid_input",
+    "internal",
+    "device",
+)
+BATCH_FAILURE_KINDS = ("oom", "error", "device")
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -106,11 +116,12 @@ class Metrics:
         )
         self.batch_failures = Counter(
             "simscore_batch_failures",
-            "Model batches that failed, by kind: oom (retried in halves) or error.",
+            "Model batches that failed, by kind: oom (retried in halves), device (a sticky GPU "
+            "error: the process exits) or error.",
             ["kind"],
             registry=r,
         )
-        for kind in ("oom", "error"):
+        for kind in BATCH_FAILURE_KINDS:
             self.batch_failures.labels(kind=kind)
 
     # -- what the batcher, the reference cache and the pipeline report ----------------------
@@ -126,7 +137,8 @@ class Metrics:
         self.inference.observe(seconds)
 
     def batch_failed(self, items: int, exc: BaseException, *, exhausted: bool) -> None:
-        self.batch_failures.labels(kind="oom" if exhausted else "error").inc()
+        kind = "oom" if exhausted else "device" if isinstance(exc, DeviceFailed) else "error"
+        self.batch_failures.labels(kind=kind).inc()
 
     def cache_lookup(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()

@@ -5,13 +5,17 @@
   answers 408 and closes. Idle keep-alive connections close after
   ``SIMSCORE_KEEPALIVE_TIMEOUT_S``. Body reads are timed by the app (``app.api.forms``).
 * **Connections are bounded**: a connection past ``SIMSCORE_MAX_CONNECTIONS`` open ones is
-  answered 503 (JSON, ``Retry-After``) and closed at once. The server's own answers (this 503,
+  answered 503 (JSON, ``Retry-After``) and closed at once; the health probe (``app.probe``)
+  takes that answer for a busy server, not a dead one. The server's own answers (this 503,
   the 408) carry the same headers as the app's (``X-Request-ID``, ``nosniff``, ...).
 * **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
   ``/readyz`` 503); uvicorn closes idle connections and waits up to
   ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
   batcher. The process exits 0 after a clean drain, 1 if the drain timed out, 3 if start-up
   failed.
+* **A failed GPU restarts the process.** After a sticky device error (``app.service``) the
+  server shuts down as on a signal (requests in flight get their 503) and the process exits 4,
+  so that compose's restart policy or Kubernetes brings a fresh one.
 * **A start-up failure is one line**: the lifespan logs ``start-up failed: ...`` and the
   traceback uvicorn would print after it is dropped.
 """
@@ -25,7 +29,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any, Protocol
 
@@ -37,9 +41,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.api.middleware import SECURITY_HEADERS
 from app.config import Settings
+from app.probe import BUSY_MARKER
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT_BYTES = 64 * 1024  # request line and headers together
+DEVICE_FAILURE = 4  # the exit code after a sticky device error
 
 
 class Lifecycle(Protocol):
@@ -52,6 +58,11 @@ class Lifecycle(Protocol):
 
     @property
     def drained_cleanly(self) -> bool: ...
+
+    @property
+    def fatal(self) -> bool: ...
+
+    def when_fatal(self, callback: Callable[[], None]) -> None: ...
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -67,8 +78,7 @@ class HeaderTimeoutProtocol(H11Protocol):
             self._answer_and_close(
                 503,
                 "Service Unavailable",
-                f"{len(self.connections) - 1} connections are open (SIMSCORE_MAX_CONNECTIONS); "
-                "retry shortly",
+                f"{len(self.connections) - 1} connections are open {BUSY_MARKER}; retry shortly",
                 retry_after=True,
             )
             return
@@ -149,6 +159,11 @@ class SimscoreServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
         super().__init__(config)
         self.lifecycle = lifecycle
+        lifecycle.when_fatal(self._fatal)
+
+    def _fatal(self) -> None:
+        """The device failed: shut down as on a signal (the exit code says why)."""
+        self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.lifecycle.start_draining()  # 503 for new work from the first signal on
@@ -175,6 +190,8 @@ class SimscoreServer(uvicorn.Server):
     def exit_code(self) -> int:
         if not self.started or self.lifecycle.startup_failed:
             return STARTUP_FAILURE
+        if self.lifecycle.fatal:
+            return DEVICE_FAILURE
         return 0 if self.lifecycle.drained_cleanly else 1
 
 
@@ -209,7 +226,7 @@ def build_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> S
 
 def serve(app: FastAPI, settings: Settings, *, host: str, port: int) -> int:
     """Run until a signal; the process's exit code: 0 after a clean drain, 1 if the drain timed
-    out, 3 if start-up failed (uvicorn's code for it)."""
+    out, 3 if start-up failed (uvicorn's code for it), 4 after a sticky device error."""
     server = build_server(app, settings, host=host, port=port)
     try:
         server.run()

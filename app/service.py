@@ -9,6 +9,9 @@ memory uploads may hold.
 * ``start_draining`` (the first SIGTERM): new requests get 503, ``/readyz`` 503; requests
   already admitted go on to their real answer. ``stop`` waits for them (up to
   ``SIMSCORE_DRAIN_TIMEOUT_S``), then stops the worker.
+* A sticky device error (``app.pipeline.scoring``): from then on new requests get 503,
+  ``/readyz`` and ``/healthz`` 503, and the callbacks given to ``when_fatal`` run (the server then
+  shuts down and the process exits non-zero, so that the orchestrator restarts it).
 """
 
 from __future__ import annotations
@@ -17,20 +20,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from app.budgets import Budget, UploadBytes
 from app.config import Settings
-from app.errors import NotReady, Overloaded, SimscoreError
+from app.errors import DeviceFailed, NotReady, Overloaded, SimscoreError
 from app.observability import Metrics
 from app.pipeline import ComparePipeline
 from app.scoring import build_scorer
 
 log = logging.getLogger(__name__)
 
-Phase = Literal["loading", "ready", "draining", "stopped", "failed"]
+Phase = Literal["loading", "ready", "draining", "stopped", "failed", "device_failed"]
 
 
 @dataclass
@@ -63,11 +66,23 @@ class Service:
         self.phase: Phase = "loading"
         self.drained_cleanly = True
         self.uploads = UploadBytes(settings.upload_memory_bytes)
+        self.device_failure: DeviceFailed | None = None
         self._in_flight = 0
+        self._on_fatal: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def startup_failed(self) -> bool:
         return self.phase == "failed"
+
+    @property
+    def fatal(self) -> bool:
+        """Whether the device failed (the process must exit to recover)."""
+        return self.device_failure is not None
+
+    def when_fatal(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the event loop) once the device has failed."""
+        self._on_fatal.append(callback)
 
     @property
     def in_flight(self) -> int:
@@ -77,9 +92,12 @@ class Service:
         """Load, start the worker, warm up, then admit (see the module docstring)."""
         self.phase = "loading"
         self.drained_cleanly = True
+        self._loop = asyncio.get_running_loop()
         try:
             scorer, model = await asyncio.to_thread(build_scorer, self.settings, self.metrics)
-            pipeline = ComparePipeline.build(self.settings, scorer, model, self.metrics)
+            pipeline = ComparePipeline.build(
+                self.settings, scorer, model, self.metrics, self._device_failed_elsewhere
+            )
             pipeline.start()
             self.pipeline = pipeline
             log.info(
@@ -95,6 +113,23 @@ class Service:
         self.phase = "ready"
         self.metrics.ready.set(1)
         log.info("simscore ready")
+
+    def _device_failed_elsewhere(self, failure: DeviceFailed) -> None:
+        """From the batch worker's thread: hand the failure to the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.device_failed, failure)
+
+    def device_failed(self, failure: DeviceFailed) -> None:
+        """Stop admitting, fail /healthz and /readyz, and ask for the process to exit."""
+        if self.device_failure is not None:
+            return
+        self.device_failure = failure
+        if self.phase in ("loading", "ready"):
+            self.phase = "device_failed"
+        self.metrics.ready.set(0)
+        log.error("%s; /healthz answers 503 and the server shuts down (exit code 4)", failure)
+        for callback in self._on_fatal:
+            callback()
 
     def start_draining(self) -> None:
         """Stop admitting: /readyz and new requests answer 503 from now on."""
@@ -123,6 +158,8 @@ class Service:
     @contextlib.contextmanager
     def admit(self) -> Iterator[Admission]:
         """Hold a request slot until the block ends (event loop only)."""
+        if self.device_failure is not None:
+            raise DeviceFailed(str(self.device_failure))
         if self.phase != "ready" or self.pipeline is None:
             raise NotReady(
                 "the server is shutting down; retry on another replica"
@@ -149,6 +186,8 @@ class Service:
 
     def health(self) -> str | None:
         """Why the process is not healthy (restart it), or None."""
+        if self.device_failure is not None:
+            return str(self.device_failure)
         if self.pipeline is None:
             return None
         if not self.pipeline.queue.alive:

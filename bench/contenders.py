@@ -11,7 +11,8 @@ machine hits every row alike.
 Contenders (VGG19 to relu5_1 with the seeded random weights; every batch is ``--pairs`` distinct
 pairs, both images of each through the model):
 
-* ``plain``: the bare model as a user would run it: fp32, NCHW, glibc's default allocator.
+* ``plain``: the bare model as a user would run it: fp32 (IEEE: TF32 off on CUDA), NCHW, glibc's
+  default allocator.
 * ``tuned``: the bare model with the service's settings: channels-last and the allocator tuning
   (``SIMSCORE_CPU_ALLOCATOR_TUNING``); with ``--precision``/``--compile`` as ``ModelRunner``
   runs them.
@@ -34,7 +35,7 @@ import torch
 
 from app.models.vgg import TAP_INDICES, VGGFeatures
 from app.models.weights import load_features
-from app.scoring.device import tune_cpu_allocator
+from app.scoring.device import configure_cuda, tune_cpu_allocator
 from app.scoring.runner import ModelRunner
 from bench.common import ROOT, distinct_pairs, sync
 
@@ -44,6 +45,7 @@ MODES = ("plain", "tuned", "piq")
 def build(mode: str, args: argparse.Namespace) -> Callable[[], object]:
     """One batch of ``mode`` as a function (the pairs prepared up front, on the device)."""
     device = torch.device(args.device)
+    configure_cuda(cudnn_benchmark=False)  # IEEE fp32: PyTorch's default allows TF32 in cuDNN
     if mode == "tuned" and device.type == "cpu":
         tune_cpu_allocator()
     features, _ = load_features("random", seed=0)

@@ -25,6 +25,7 @@ import httpx
 
 from bench.common import ROOT
 from bench.server_probe import Probe
+from tests.support.env import python_path
 from tests.support.http import Files, metric_value, pair_files
 from tests.support.images import encode, photo_pair
 from tests.support.servers import ServerProcess, serve_process
@@ -202,7 +203,8 @@ def _counters(base_url: str) -> tuple[float, float, float]:
 
 def service_env(**settings: object) -> dict[str, str]:
     """``SIMSCORE_*`` for a benchmark server: random weights, reference cache off, quiet log,
-    then ``settings`` (names without the prefix)."""
+    then ``settings`` (names without the prefix); ``PYTHONPATH`` with the repository in front of
+    this process's (where the device machine's wheels are), never in its place."""
     env = {
         "SIMSCORE_WEIGHTS": "random",
         "SIMSCORE_REFERENCE_CACHE_SIZE": "0",
@@ -210,7 +212,7 @@ def service_env(**settings: object) -> dict[str, str]:
         "SIMSCORE_QUEUE_SIZE": "1024",
         "SIMSCORE_REQUEST_TIMEOUT_S": "600",
         "SIMSCORE_DRAIN_TIMEOUT_S": "600",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": python_path(ROOT),
     }
     env.update({f"SIMSCORE_{k.upper()}": str(v) for k, v in settings.items()})
     return env

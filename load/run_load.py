@@ -48,6 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python load/run_load.py` from anywhere: tests.support, load
 
+from tests.support.env import child_env, python_path  # noqa: E402
 from tests.support.servers import serve_process  # noqa: E402
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -286,13 +287,14 @@ def run_locust(
         "WARNING",
     ]
     started_path = out_dir / f"locust_u{users}.started"
-    env = {
-        **os.environ,
-        **extra_env,
-        "SIMSCORE_LOAD_SUMMARY": str(summary_path),
-        "SIMSCORE_LOAD_STARTED": str(started_path),
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env(
+        {
+            **extra_env,
+            "SIMSCORE_LOAD_SUMMARY": str(summary_path),
+            "SIMSCORE_LOAD_STARTED": str(started_path),
+            "PYTHONPATH": python_path(ROOT, base=extra_env),
+        }
+    )
     with (out_dir / f"locust_u{users}.log").open("wb") as log:
         locust = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -1,5 +1,6 @@
 """A real ``simscore serve`` process on loopback: slow clients cut off, drain without loss on
-SIGTERM, a clean exit code, and a start-up failure told in one line."""
+SIGTERM, a clean exit code, a start-up failure told in one line, and a failed GPU answered with
+503 and the process exiting 4 (to be restarted)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
+from app.config import Settings
+from app.errors import DeviceFailed
+from app.main import create_app
+from app.server import DEVICE_FAILURE, build_server
 from tests.support.http import pair_files
 from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, ServerProcess, free_port, serve_process
+from tests.support.servers import ROOT, ServerProcess, free_port, serve_process, service_of
 from tests.support.sockets import connect, read_until_closed
 
 pytestmark = pytest.mark.slow
@@ -160,3 +165,31 @@ def test_a_start_up_failure_is_one_clear_line(tmp_path: Path) -> None:
     assert len(failures) == 1
     assert "no such file" in failures[0]
     assert "SIMSCORE_WEIGHTS" in failures[0]
+
+
+def test_a_failed_gpu_answers_503_and_the_process_exits_4(
+    weights_file: Path, tmp_path: Path
+) -> None:
+    """Every batch fails with the sticky error of an illegal memory access
+    (``tests.support.faulty_gpu``): the request in flight gets a 503 saying so, and the server
+    shuts down by itself and exits 4, for compose's restart policy or Kubernetes to replace it."""
+    faulty = (sys.executable, "-m", "tests.support.faulty_gpu")
+    with serve_process(server_env(weights_file), tmp_path / "server.log", cli=faulty) as server:
+        response = httpx.post(server.url + "/compare", files=files(64), timeout=60)
+        assert response.status_code == 503, response.text
+        assert "the GPU failed (CUDA error: an illegal memory access" in response.json()["detail"]
+        assert server.process.wait(60) == DEVICE_FAILURE == 4
+    log = server.log()
+    assert "shuts down (exit code 4)" in log
+    assert "simscore stopped" in log
+
+
+def test_the_server_exits_once_the_device_failed(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings())
+    server = build_server(app, make_settings(), host="127.0.0.1", port=0)
+    server.started = True  # as after a start
+    exiting = lambda: bool(server.should_exit)  # noqa: E731 (read afresh, not narrowed)
+    assert not exiting() and server.exit_code == 0
+    service_of(app).device_failed(DeviceFailed("the GPU failed (an illegal memory access)"))
+    assert exiting()
+    assert server.exit_code == DEVICE_FAILURE

@@ -1,5 +1,5 @@
-"""The service's one owner of state: loading, ready, draining, stopped; request slots; the
-memory uploads may hold."""
+"""The service's one owner of state: loading, ready, draining, stopped, a failed device; request
+slots; the memory uploads may hold."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ import pytest
 
 from app.budgets import UploadBytes
 from app.config import Settings
-from app.errors import NotReady, Overloaded
+from app.errors import DeviceFailed, NotReady, Overloaded
 from app.observability import Metrics
+from app.scoring import Scorer
 from app.service import Service
+from tests.support.faulty_gpu import faulted_launch
+from tests.support.http import pair_files, sample
+from tests.support.images import distort, encode, photo
+from tests.support.servers import running, service_of
 
 
 def phase_of(service: Service) -> str:
@@ -84,6 +89,40 @@ async def test_a_start_up_failure_is_recorded(make_settings: Callable[..., Setti
     with pytest.raises(Exception, match="no such file"):
         await service.start()
     assert service.startup_failed
+
+
+async def test_a_failed_device_fails_liveness_and_every_request_with_a_clear_503(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sticky CUDA error in a batch: that request gets a 503 saying so, and so does every
+    later one; /healthz and /readyz turn 503; the fatal callbacks (the server's exit) run once."""
+    image = photo("coffee", 48)
+    files = pair_files(encode(image), encode(distort(image, "jpeg")))
+    async with running(make_settings(warmup_sides=[])) as (app, client):
+        service = service_of(app)
+        exits: list[str] = []
+        service.when_fatal(lambda: exits.append("exit"))
+        assert (await client.post("/compare", files=files)).status_code == 200
+        monkeypatch.setattr(Scorer, "launch", faulted_launch)
+        for _ in range(2):
+            response = await client.post("/compare", files=files)
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            body = response.json()
+            assert "the GPU failed (CUDA error: an illegal memory access" in body["detail"]
+            assert body["request_id"]
+        await asyncio.sleep(0)  # the worker's report reaches the event loop
+        assert exits == ["exit"]
+        health = await client.get("/healthz")
+        assert health.status_code == 503 and "the GPU failed" in health.json()["detail"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert sample(app, "simscore_ready") == 0
+        assert sample(app, "simscore_request_failures_total", {"reason": "device"}) == 2
+        assert sample(app, "simscore_batch_failures_total", {"kind": "device"}) == 1
+        with pytest.raises(DeviceFailed, match="the GPU failed"), service.admit():
+            pass
+    assert service.fatal
 
 
 def test_upload_memory_is_shared_and_given_back() -> None:

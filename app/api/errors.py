@@ -38,6 +38,7 @@ _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (e.Unauthorized, 401, "invalid_input"),
     (e.Overloaded, 429, "rejected"),
     (e.NotReady, 503, "rejected"),
+    (e.DeviceFailed, 503, "device"),
     (e.DeadlineExceeded, 504, "timeout"),
     (e.OutOfMemory, 413, "oom"),
     (e.ClientGone, 499, "cancelled"),

@@ -231,7 +231,8 @@ class Health(BaseModel):
     """Liveness or readiness."""
 
     status: str = Field(
-        description="ok or ready; dead, loading or draining with status 503.", examples=["ready"]
+        description="ok or ready; unhealthy, loading, draining or failed with status 503.",
+        examples=["ready"],
     )
     detail: str | None = Field(None, description="Why it is not ok, when it is not.")
 

@@ -7,10 +7,11 @@ HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app.budgets import Budget
 from app.config import Settings
+from app.errors import DeviceFailed
 from app.pipeline.decode import Decoder
 from app.pipeline.maps import map_png
 from app.pipeline.observer import PipelineObserver
@@ -39,9 +40,12 @@ class ComparePipeline:
         scorer: Scorer,
         model: ModelInfo,
         observer: PipelineObserver | None = None,
+        on_device_failure: Callable[[DeviceFailed], None] | None = None,
     ) -> ComparePipeline:
-        """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``."""
-        return cls(settings, Decoder(settings), ScoringQueue(settings, scorer, observer), model)
+        """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``
+        (``on_device_failure``: see ``ScoringQueue``)."""
+        queue = ScoringQueue(settings, scorer, observer, on_device_failure)
+        return cls(settings, Decoder(settings), queue, model)
 
     def start(self) -> None:
         self.queue.start()

@@ -25,6 +25,7 @@ import torch
 
 from app.budgets import Budget, DecodedBytes, RequestPixels, Take
 from app.config import Settings
+from app.cpus import sized_to_cpus
 from app.errors import InvalidRequest, Overloaded
 from app.imaging import (
     PreparedImage,
@@ -41,6 +42,13 @@ from app.vocabulary import preprocessing_tag
 
 R = TypeVar("R")
 MASK = "mask"
+DEFAULT_DECODE_THREADS = 4  # each may hold one image's decode peak: docs/security.md
+
+
+def decode_threads(settings: Settings) -> int:
+    """``SIMSCORE_DECODE_THREADS`` if set, else 4, lowered to the CPUs this process may use
+    (affinity, cgroup quota: ``app.cpus``)."""
+    return sized_to_cpus(settings.decode_threads, at_most=DEFAULT_DECODE_THREADS)
 
 
 class Decoder:
@@ -49,7 +57,7 @@ class Decoder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool = ThreadPoolExecutor(
-            settings.decode_threads, thread_name_prefix="simscore-decode"
+            decode_threads(settings), thread_name_prefix="simscore-decode"
         )
         self.memory = DecodedBytes(settings.decoded_memory_bytes)
         self._preprocessing = preprocessing_tag(settings.max_side)

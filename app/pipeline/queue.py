@@ -1,7 +1,7 @@
 """The batch and score stages joined: ``ScoringQueue`` puts pairs in the batcher's queue, and the
-batch worker scores each batch with the ``Scorer`` (started on the device, then collected, so a
-full next batch can be started in between: ``SIMSCORE_OVERLAP_BATCHES``). The device's memory
-is reported after each batch, wherever it failed."""
+batch worker runs each batch through ``ScoringStage`` (``app.pipeline.scoring``: the scorer, the
+device's memory after each batch, sticky device errors), started on the device and then
+collected, so that a full next batch can be started in between (``SIMSCORE_OVERLAP_BATCHES``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from app.batching import Batcher, Outcome
 from app.config import Settings
-from app.errors import OutOfMemory
+from app.errors import DeviceFailed, OutOfMemory
 from app.pipeline.observer import PipelineObserver
+from app.pipeline.scoring import ScoringStage
 from app.pipeline.types import default_max_wait_ms
 from app.scoring import PairRequest, PairScores, Scorer, is_out_of_memory
 from app.scoring.device import MemoryStats
@@ -20,13 +21,17 @@ class ScoringQueue:
     """Pairs in, each pair's ``Outcome`` out (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, scorer: Scorer, observer: PipelineObserver | None = None
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        observer: PipelineObserver | None = None,
+        on_device_failure: Callable[[DeviceFailed], None] | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
-        self._observer = observer
+        self.scoring = ScoringStage(scorer, observer, on_device_failure)
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
-            self._score_batch,
+            self.scoring.score,
             group_key=lambda pair: pair.shape,
             max_batch_size=settings.max_batch_size,
             max_wait_s=default_max_wait_ms(settings, scorer.runner.device) / 1000,
@@ -39,7 +44,7 @@ class ScoringQueue:
             ),
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
-            launcher=self._launch_batch if scorer.runner.overlap else None,
+            launcher=self.scoring.launch if scorer.runner.overlap else None,
         )
 
     @property
@@ -70,26 +75,3 @@ class ScoringQueue:
 
     def close(self) -> None:
         self.batcher.close()
-
-    def _score_batch(self, pairs: Sequence[PairRequest]) -> list[PairScores]:
-        return self._launch_batch(pairs)()
-
-    def _launch_batch(self, pairs: Sequence[PairRequest]) -> Callable[[], list[PairScores]]:
-        """Start scoring a batch; what waits for its scores."""
-        try:
-            scores = self.scorer.launch(pairs)
-        except BaseException:
-            self._report_memory()
-            raise
-
-        def collect() -> list[PairScores]:
-            try:
-                return scores()
-            finally:
-                self._report_memory()
-
-        return collect
-
-    def _report_memory(self) -> None:
-        if self._observer:
-            self._observer.device_memory(self.scorer.runner.memory())

@@ -11,7 +11,8 @@ batch    ``PairRequest`` s -> each pair's ``Outcome``: queued, batched with pair
          split in halves on out-of-memory. ``app.pipeline.queue.ScoringQueue`` over
          ``app.batching``.
 score    a batch of pairs of one shape -> one ``PairScores`` each: the forward passes on the
-         device, then each score. ``app.scoring.Scorer``, on the batch worker's thread.
+         device, then each score. ``app.scoring.Scorer``, on the batch worker's thread, through
+         ``app.pipeline.scoring.ScoringStage`` (memory gauges, sticky device errors).
 respond  a ``Comparison`` -> JSON (``app.api.schemas.compare_response``) and maps as PNG
          (``app.pipeline.maps``).
 

@@ -1,13 +1,15 @@
 """What the scorer needs to know about its device: which one, what it can do, how it fails.
 
-Device resolution, bf16 support of the CPU, the CUDA math settings (TF32, cuDNN autotuning),
-out-of-memory recognition, memory figures and the glibc allocator setting for the CPU.
+Device resolution, bf16 support of the CPU, the CUDA math settings (IEEE fp32 process-wide, TF32
+only in a scope around the backbone, cuDNN autotuning), recognition of out-of-memory errors and of
+sticky device failures, memory figures and the glibc allocator setting for the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,19 +28,57 @@ OUT_OF_MEMORY_MESSAGES = re.compile(
     r"failed to allocate",
     re.IGNORECASE,
 )
+# Errors after which the CUDA context is unusable until the process exits ("sticky"): every later
+# call fails too. The runtime's wording, its enum names and the driver's (Triton reports those).
+# (tests/scoring/test_device.py holds the real messages each pattern is for.)
+DEVICE_FAILURE_MESSAGES = re.compile(
+    r"illegal memory access|illegal address|illegal instruction|misaligned address|"
+    r"device-side assert|unspecified launch failure|launch timed out|"
+    r"uncorrectable ECC error|ECC_UNCORRECTABLE|ECCUncorrectable|uncorrectable NVLink|"
+    r"NVLINK_UNCORRECTABLE|NvlinkUncorrectable|hardware stack error|HARDWARE_STACK_ERROR|"
+    r"invalid program counter|INVALID_PC|not supported on global/shared address space|"
+    r"GPU has fallen off the bus|cudaErrorIllegalAddress|cudaErrorLaunchFailure|"
+    r"CUDA_ERROR_LAUNCH_FAILED|cudaErrorAssert|CUDA_ERROR_ASSERT|cudaErrorLaunchTimeout|"
+    r"CUDA_ERROR_LAUNCH_TIMEOUT|cudaErrorIllegalInstruction|cudaErrorMisalignedAddress",
+    re.IGNORECASE,
+)
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' is the first CUDA device when there is one, else the CPU."""
+    """'auto' is the first CUDA device when there is one, else the CPU. A CUDA device that is not
+    there stops start-up with one line naming the devices that are."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise StartupError(
+            f"SIMSCORE_DEVICE={name!r} is not a device: use auto, cpu, cuda or cuda:N"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StartupError(
             f"SIMSCORE_DEVICE={name!r} but CUDA is not available here (no GPU, or a driver "
             f"older than this torch build's CUDA {torch.version.cuda}); see docs/deploy.md"
         )
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise StartupError(
+                f"SIMSCORE_DEVICE={name!r} but this machine has {count} CUDA "
+                f"device{'' if count == 1 else 's'}: {cuda_devices(count)}"
+            )
     return device
+
+
+def cuda_devices(count: int) -> str:
+    """``cuda:0 (name), cuda:1 (name), ...`` for the first ``count`` CUDA devices."""
+    names = []
+    for index in range(count):
+        try:
+            names.append(f"cuda:{index} ({torch.cuda.get_device_name(index)})")
+        except (RuntimeError, AssertionError):
+            names.append(f"cuda:{index}")
+    return ", ".join(names) or "none"
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -82,16 +122,46 @@ def check_precision(precision: Precision, device: torch.device, flags: frozenset
         )
 
 
-def configure_cuda(*, tf32: bool, cudnn_benchmark: bool) -> None:
-    """TF32 for fp32 convolutions and matmuls, and cuDNN autotuning (process-wide)."""
-    mode = "tf32" if tf32 else "ieee"
-    if hasattr(torch.backends.cudnn, "conv"):
-        torch.backends.cudnn.conv.fp32_precision = mode
-        torch.backends.cuda.matmul.fp32_precision = mode
-    else:  # torch < 2.9
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+def configure_cuda(*, cudnn_benchmark: bool) -> None:
+    """The process-wide CUDA math: IEEE fp32 convolutions and matmuls (TF32 off; PyTorch's own
+    default allows TF32 in cuDNN's), and cuDNN autotuning. TF32, when asked for, applies only
+    inside ``fp32_math(tf32=True)`` around the backbone (``ModelRunner.forward``)."""
+    set_tf32(False)
     torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def tf32_enabled() -> tuple[bool, bool]:
+    """Whether fp32 (cuDNN convolutions, CUDA matmuls) may run in TF32 right now."""
+    if hasattr(torch.backends.cudnn, "conv"):
+        conv = torch.backends.cudnn.conv.fp32_precision == "tf32"
+        return conv, torch.backends.cuda.matmul.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32), bool(torch.backends.cuda.matmul.allow_tf32)
+
+
+def set_tf32(enabled: bool, matmul: bool | None = None) -> None:
+    """Allow TF32 (or IEEE fp32) for cuDNN convolutions and, unless ``matmul`` says otherwise,
+    CUDA matmuls. Process-wide flags, read when a kernel is launched."""
+    matmul = enabled if matmul is None else matmul
+    if hasattr(torch.backends.cudnn, "conv"):
+        torch.backends.cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if matmul else "ieee"
+    else:  # torch < 2.9
+        torch.backends.cudnn.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+@contextlib.contextmanager
+def fp32_math(*, tf32: bool) -> Iterator[None]:
+    """fp32 convolutions and matmuls launched inside the block run in TF32 (``tf32``) or IEEE
+    fp32; the flags before it are restored after. The batch worker is the one thread that runs
+    CUDA math: the backbone's forward runs in this scope with ``tf32`` as asked, the metrics in
+    it with ``tf32=False``, so a metric never sees TF32 whoever set the flags before."""
+    before = tf32_enabled()
+    set_tf32(tf32)
+    try:
+        yield
+    finally:
+        set_tf32(*before)
 
 
 def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -113,6 +183,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and bool(OUT_OF_MEMORY_MESSAGES.search(str(exc)))
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """True for a sticky CUDA error (an illegal address, a device-side assert, an ECC error, a
+    failed launch...): the process's CUDA context is lost, and only a new process recovers."""
+    if isinstance(exc, torch.OutOfMemoryError) or not isinstance(exc, RuntimeError):
+        return False
+    return bool(DEVICE_FAILURE_MESSAGES.search(str(exc)))
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ benchmarks.
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
 from app.config import Settings
+from app.cpus import available_cpus
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
 from app.scoring.device import (
@@ -41,9 +43,8 @@ def build_scorer(
     flags = cpu_flags()
     check_precision(settings.precision, device, flags)
     if device.type == "cuda":
-        configure_cuda(tf32=settings.tf32_enabled, cudnn_benchmark=settings.cudnn_benchmark)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+        configure_cuda(cudnn_benchmark=settings.cudnn_benchmark)
+    size_threads(settings)
     if device.type == "cpu" and settings.cpu_allocator_tuning:
         tune_cpu_allocator()
     features, weights = load_features(
@@ -53,6 +54,7 @@ def build_scorer(
         VGGFeatures(features),
         device=device,
         precision=settings.precision,
+        tf32=settings.tf32_enabled and device.type == "cuda",
         channels_last=settings.channels_last,
         compile_model=settings.compile_enabled,
         compile_cache_dir=settings.compile_cache_dir,
@@ -84,6 +86,22 @@ def build_scorer(
         settings.tf32_enabled if device.type == "cuda" else "n/a",
     )
     return Scorer(runner, cache), info
+
+
+def size_threads(settings: Settings) -> None:
+    """torch's intra-op threads and inductor's compile workers, sized to the CPUs this process
+    may use (affinity and cgroup quota: ``app.cpus``), not the host's cores. Explicit settings
+    win: ``SIMSCORE_TORCH_THREADS``, ``TORCHINDUCTOR_COMPILE_THREADS``."""
+    cpus = available_cpus()
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    elif torch.get_num_threads() > cpus:
+        torch.set_num_threads(cpus)
+    if settings.compile_enabled and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.compile_threads = min(inductor_config.compile_threads or cpus, cpus)
+    log.info("CPUs this process may use: %d; torch threads: %d", cpus, torch.get_num_threads())
 
 
 def _describe(device: torch.device, flags: frozenset[str]) -> str:

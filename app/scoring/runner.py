@@ -15,6 +15,7 @@ during the warm-up, for each warmed image shape and every row count a batch of t
 bring (1 to ``2 * max_batch_size``), with the batch axis dynamic so that row counts share graphs.
 A shape that was not warmed up runs the eager module, never the compiled one: no request waits
 for a compile. Graphs keep height and width static (kernels specialised per shape).
+TF32 (``tf32=True``) applies in a scope around the forward pass only (``device.fp32_math``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from typing import Any, Protocol
 import torch
 
 from app.models.vgg import VGGFeatures
-from app.scoring.device import MemoryStats, memory_stats
+from app.scoring.device import MemoryStats, fp32_math, memory_stats
 from app.vocabulary import Precision
 
 log = logging.getLogger(__name__)
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 COMPILE_BACKEND: str | Callable[..., Any] = "inductor"  # tests swap in a counting backend
+BLOCKING_EVENTS = True  # event waits sleep, not spin a core (bench/gpu.py's worker_cpu: both)
 Shape = tuple[int, int]  # (height, width)
 Taps = Callable[[torch.Tensor], list[torch.Tensor]]
 
@@ -85,11 +87,12 @@ def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor
 
 class _CudaCopyDone:
     """A CUDA event recorded on ``device``'s current stream (not the current device's: the
-    batch worker never sets its thread's device, so on ``cuda:1`` that would be GPU 0's)."""
+    batch worker never sets its thread's device, so on ``cuda:1`` that would be GPU 0's). Its
+    wait sleeps (``blocking``) rather than spinning a core."""
 
     def __init__(self, device: torch.device) -> None:
         self._device = device
-        self._event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        self._event = torch.cuda.Event(blocking=BLOCKING_EVENTS)  # type: ignore[no-untyped-call]
 
     def record(self) -> None:
         self._event.record(torch.cuda.current_stream(self._device))
@@ -123,6 +126,7 @@ class ModelRunner:
         *,
         device: torch.device,
         precision: Precision = "fp32",
+        tf32: bool = False,
         channels_last: bool = True,
         compile_model: bool = False,
         compile_cache_dir: Path | None = None,
@@ -131,6 +135,7 @@ class ModelRunner:
     ) -> None:
         self.device = device
         self.precision: Precision = precision
+        self.tf32 = tf32  # the backbone's fp32 convolutions and matmuls in TF32 (CUDA)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.extractor = extractor.to(device).to(memory_format=self.memory_format).eval()
         # Pinned host buffers and asynchronous copies: on CUDA unless told (tests pin for meta).
@@ -207,7 +212,7 @@ class ModelRunner:
         """The five taps of ``images`` ``(N, 3, H, W)`` in [0, 1]: compiled kernels for a shape
         warmed up with compilation on, the eager module for any other."""
         shape = (int(images.shape[2]), int(images.shape[3]))
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), fp32_math(tf32=self.tf32), self._autocast():
             if self._compiled is None or shape not in self._compiled_shapes:
                 return list(self.extractor(images.contiguous(memory_format=self.memory_format)))
             # The compiled graphs were traced on inference tensors: give them one (a tensor

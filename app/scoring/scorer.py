@@ -5,6 +5,8 @@ references and candidates of a batch go through VGG19 together; a reference that
 share, or that the reference cache holds, is run once or not at all (``BatchReferences``).
 Every score depends only on its own pair, never on the rest of the batch, and a pair of equal
 images gets the exact scores of equal images, by definition, on every CPU and in every batch.
+The metrics run in IEEE fp32 in every precision mode (TF32 off; TF32 or bf16, when asked for,
+belong to the backbone's forward pass alone).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from app.metrics import (
     style_distance,
     vgg_distance,
 )
-from app.scoring.device import index_on
+from app.scoring.device import fp32_math, index_on
 from app.scoring.references import BatchReferences, ReferenceCache
 from app.scoring.regions import Regions
 from app.scoring.runner import ModelRunner
@@ -52,9 +54,10 @@ class Scorer:
         the next batch until the scores are waited for."""
         if len({p.shape for p in pairs}) > 1:
             raise ValueError(f"a batch must hold one tensor shape, got {[p.shape for p in pairs]}")
-        equal = [p.identical for p in pairs]
-        distinct = [p for p, same in zip(pairs, equal, strict=True) if not same]
-        read = self._score_distinct(distinct) if distinct else list
+        with fp32_math(tf32=False):  # the runner's forward pass alone may set TF32
+            equal = [p.identical for p in pairs]
+            distinct = [p for p, same in zip(pairs, equal, strict=True) if not same]
+            read = self._score_distinct(distinct) if distinct else list
 
         def scores() -> list[PairScores]:
             scored = iter(read())

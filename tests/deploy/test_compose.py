@@ -30,7 +30,7 @@ def test_compose_gpu_service() -> None:
     assert devices[0]["driver"] == "nvidia"
     assert devices[0]["capabilities"] == ["gpu"]
     assert service["restart"] in {"always", "unless-stopped", "on-failure"}
-    assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "app.probe", "/readyz"]
     assert any(volume["target"] == "/weights" for volume in service["volumes"])
     env = compose_env()
     assert env["SIMSCORE_WEIGHTS"].startswith("/weights/")

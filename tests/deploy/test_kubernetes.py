@@ -89,7 +89,9 @@ def test_deployment_probes() -> None:
     port = found["ports"][0]
     assert port["containerPort"] == 8000
     assert found["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert found["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # in the container, through app.probe: the connection cap's 503 is a busy pod, not a dead one
+    liveness = found["livenessProbe"]["exec"]["command"]
+    assert liveness[:4] == ["python", "-m", "app.probe", "/healthz"]
     startup = found["startupProbe"]
     # Weight loading plus warm-up at every SIMSCORE_WARMUP_SIDES size on a cold node.
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 180

@@ -1,5 +1,6 @@
-"""The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, the pinned
-host buffers and overlapped batches, memory gauges, out-of-memory recognition. Skipped without
+"""The whole service on CUDA: scores against the CPU's, bf16 with compiled kernels, TF32 and bf16
+kept out of the pixel scores, the pinned host buffers and overlapped batches, memory gauges,
+out-of-memory recognition. Skipped without
 CUDA (every test here is marked ``gpu``); run on a GPU machine with
 ``python -m pytest -m gpu tests/gpu``."""
 
@@ -19,6 +20,7 @@ from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer
 from app.scoring.device import configure_cuda, is_out_of_memory
+from app.vocabulary import Precision
 from tests.support.http import pair_files, sample
 from tests.support.images import distort, encode, photo, to_tensor
 from tests.support.servers import running_client, service_of
@@ -94,6 +96,23 @@ def test_identical_pair_is_exact_on_cuda(make_settings: Callable[..., Settings])
     assert body["scores"]["ssim"] == 1.0 and body["scores"]["psnr"] is None
 
 
+def test_tf32_and_bf16_leave_the_pixel_scores_alone(extractor: VGGFeatures) -> None:
+    """TF32 and bf16 belong to the VGG19 forward pass: SSIM and MSE on the card are the same
+    with them as without (with TF32 in SSIM's filter they would move by percent)."""
+    pairs = [
+        PairRequest(to_tensor(photo(name, 224)), to_tensor(distort(photo(name, 224), "noise")))
+        for name in ("astronaut", "chelsea", "coffee")
+    ]
+    cuda = torch.device("cuda")
+    strict = Scorer(ModelRunner(on_gpu(extractor), device=cuda)).score(pairs)
+    modes: list[tuple[Precision, bool]] = [("fp32", True), ("bf16", True), ("bf16", False)]
+    for precision, tf32 in modes:
+        runner = ModelRunner(on_gpu(extractor), device=cuda, precision=precision, tf32=tf32)
+        for got, want in zip(Scorer(runner).score(pairs), strict, strict=True):
+            assert got.ssim == pytest.approx(want.ssim, rel=1e-6), (precision, tf32)
+            assert got.mse == pytest.approx(want.mse, rel=1e-6), (precision, tf32)
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_uploads_reuse_pinned_buffers(extractor: VGGFeatures, overlap: bool) -> None:
     """One pinned buffer, or two used in turn with overlap (the copy on its own stream); each
@@ -122,7 +141,7 @@ async def test_overlapped_batches_score_as_one_pair_at_a_time(extractor: VGGFeat
         for name in ("astronaut", "chelsea", "coffee")
         for kind in ("jpeg", "noise", "blur", "colour")
     ]
-    configure_cuda(tf32=False, cudnn_benchmark=False)  # other tests here may have turned it on
+    configure_cuda(cudnn_benchmark=False)  # IEEE fp32, as the service sets it
     alone = Scorer(ModelRunner(on_gpu(extractor), device=torch.device("cuda")))
     expected = [alone.score([p])[0] for p in pairs]
     scorer = Scorer(ModelRunner(on_gpu(extractor), device=torch.device("cuda"), overlap=True))

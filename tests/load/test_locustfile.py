@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from app.metrics.perceptual import VGG_TAP_WEIGHTS
 from app.models.vgg import TAP_NAMES
 from load import traffic
 from load.traffic import BadResponse, Expect, check_compare
+from tests.support.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT / "load"
@@ -209,7 +209,7 @@ def test_batch_field_discovery() -> None:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "SIMSCORE_LOAD_SCALE": str(SCALE), "PYTHONPATH": str(ROOT)}
+    return child_env({"SIMSCORE_LOAD_SCALE": str(SCALE), "PYTHONPATH": str(ROOT)})
 
 
 def test_locust_loads_the_locustfile() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from app.config import Settings
+from app.errors import DeviceFailed
 from app.models.vgg import VGGFeatures
 from app.observability import Metrics
 from app.pipeline.queue import ScoringQueue
@@ -48,8 +49,8 @@ def test_memory_gauges_are_reported_after_a_failed_batch(
     queue = ScoringQueue(make_settings(), scorer, metrics)
     image = torch.rand(3, 16, 16)
     try:
-        with pytest.raises(RuntimeError, match="illegal memory access"):
-            queue._score_batch([PairRequest(image, image.flip(-1))])
+        with pytest.raises(DeviceFailed, match="illegal memory access"):
+            queue.scoring.score([PairRequest(image, image.flip(-1))])
     finally:
         queue.close()
     registry = metrics.registry

@@ -1,5 +1,6 @@
-"""What the scorer knows of its device: resolution, bf16 support of the CPU, CUDA settings,
-out-of-memory recognition, memory figures and the factory's precision and compile policy."""
+"""What the scorer knows of its device: resolution (a missing cuda:N named at start-up), bf16
+support of the CPU, CUDA settings (IEEE fp32 process-wide, TF32 scoped), out-of-memory and sticky
+failure recognition, memory figures and the factory's precision, compile and thread policy."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from app.scoring.device import (
     configure_cuda,
     cpu_flags,
     cpu_model,
+    fp32_math,
+    is_device_failure,
     is_out_of_memory,
     memory_stats,
     native_bf16,
     resolve_device,
+    tf32_enabled,
     tune_cpu_allocator,
 )
 
@@ -45,6 +49,43 @@ def test_cuda_without_cuda_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(StartupError, match="CUDA is not available"):
         resolve_device("cuda:0")
+
+
+@pytest.fixture
+def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with two CUDA devices, as torch would describe it."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: f"NVIDIA H100 #{index}")
+
+
+@pytest.mark.usefixtures("two_gpus")
+def test_a_cuda_device_that_is_not_there_stops_start_up_naming_those_that_are() -> None:
+    with pytest.raises(StartupError) as caught:
+        resolve_device("cuda:2")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "SIMSCORE_DEVICE='cuda:2'" in message and "2 CUDA devices" in message
+    assert "cuda:0 (NVIDIA H100 #0), cuda:1 (NVIDIA H100 #1)" in message
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda") == torch.device("cuda")
+
+
+@pytest.mark.usefixtures("two_gpus")
+def test_a_missing_cuda_device_stops_the_factory_before_the_weights_load(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_weights(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the weights were loaded for a device that is not there")
+
+    monkeypatch.setattr(factory, "load_features", no_weights)
+    with pytest.raises(StartupError, match=r"cuda:7.*cuda:0 \(NVIDIA H100 #0\)"):
+        factory.build_scorer(make_settings(device="cuda:7"))
+
+
+def test_a_device_name_that_is_no_device_is_a_start_up_error() -> None:
+    with pytest.raises(StartupError, match="not a device: use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
 
 
 def test_cpu_flags_and_model_from_cpuinfo(tmp_path: Path) -> None:
@@ -105,15 +146,35 @@ def cuda_flags() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("cuda_flags")
-def test_configure_cuda_sets_tf32_both_ways() -> None:
-    configure_cuda(tf32=True, cudnn_benchmark=True)
-    assert CUDNN_CONV.fp32_precision == "tf32"
-    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-    assert torch.backends.cudnn.benchmark is True
-    configure_cuda(tf32=False, cudnn_benchmark=False)
+def test_configure_cuda_sets_ieee_fp32_and_cudnn_autotuning() -> None:
+    """PyTorch allows TF32 in cuDNN by default: the process-wide setting turns it off."""
+    CUDNN_CONV.fp32_precision = "tf32"
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    configure_cuda(cudnn_benchmark=True)
     assert CUDNN_CONV.fp32_precision == "ieee"
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert tf32_enabled() == (False, False)
+    assert torch.backends.cudnn.benchmark is True
+    configure_cuda(cudnn_benchmark=False)
     assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.usefixtures("cuda_flags")
+def test_fp32_math_sets_tf32_inside_the_block_only() -> None:
+    configure_cuda(cudnn_benchmark=False)
+    with fp32_math(tf32=True):
+        assert tf32_enabled() == (True, True)
+        with fp32_math(tf32=False):
+            assert tf32_enabled() == (False, False)
+        assert tf32_enabled() == (True, True)
+    assert tf32_enabled() == (False, False)
+    CUDNN_CONV.fp32_precision = "tf32"  # whoever set it: a metric's block is IEEE regardless
+    with fp32_math(tf32=False):
+        assert tf32_enabled() == (False, False)
+    assert tf32_enabled() == (True, False)
+    with pytest.raises(ValueError, match="inside"), fp32_math(tf32=True):
+        raise ValueError("inside")
+    assert tf32_enabled() == (True, False)
 
 
 # Real messages, as torch, the CUDA runtime, cuBLAS, cuDNN and the CPU allocator word them.
@@ -142,6 +203,52 @@ NOT_OUT_OF_MEMORY = [
     "Given groups=1, weight of size [64, 3, 3, 3], expected input[1, 4, 224, 224] to have 3 "
     "channels, but got 4 channels instead",
 ]
+
+
+TORCH_HINT = (
+    "\nCUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1"
+    "\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
+)
+# Sticky errors (the CUDA context is lost), as torch, the runtime, Triton and CuPy word them.
+DEVICE_FAILURES = [
+    "CUDA error: an illegal memory access was encountered" + TORCH_HINT,
+    "CUDA error: device-side assert triggered" + TORCH_HINT,
+    "CUDA error: unspecified launch failure" + TORCH_HINT,
+    "CUDA error: uncorrectable ECC error encountered" + TORCH_HINT,
+    "CUDA error: an illegal instruction was encountered" + TORCH_HINT,
+    "CUDA error: misaligned address" + TORCH_HINT,
+    "CUDA error: the launch timed out and was terminated" + TORCH_HINT,
+    "CUDA error: hardware stack error" + TORCH_HINT,
+    "CUDA error: uncorrectable NVLink error detected during the execution" + TORCH_HINT,
+    "CUDA driver error: an illegal memory access was encountered",
+    "Triton Error [CUDA]: an illegal memory access was encountered",
+    "Triton Error [CUDA]: unspecified launch failure",
+    "cudaErrorIllegalAddress: an illegal memory access was encountered",
+    "cudaErrorLaunchFailure: unspecified launch failure",
+]
+NOT_DEVICE_FAILURES = [
+    *OUT_OF_MEMORY,
+    "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED",
+    "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and "
+    "cpu!",
+    "Given groups=1, weight of size [64, 3, 3, 3], expected input[1, 4, 224, 224] to have 3 "
+    "channels, but got 4 channels instead",
+]
+
+
+@pytest.mark.parametrize("message", DEVICE_FAILURES)
+def test_sticky_device_errors_are_recognised(message: str) -> None:
+    assert is_device_failure(RuntimeError(message))
+    assert is_device_failure(torch.AcceleratorError(message))
+    assert not is_out_of_memory(RuntimeError(message))
+    assert not is_device_failure(ValueError(message))  # only runtime errors count
+
+
+@pytest.mark.parametrize("message", NOT_DEVICE_FAILURES)
+def test_other_errors_are_not_device_failures(message: str) -> None:
+    assert not is_device_failure(RuntimeError(message))
+    assert not is_device_failure(torch.OutOfMemoryError(message))
 
 
 @pytest.mark.parametrize("message", OUT_OF_MEMORY)

@@ -165,6 +165,45 @@ def test_download_waits_only_when_the_values_are_asked_for(
     assert cpu_runner(extractor).download(on_cpu)() is on_cpu  # the CPU: no copy
 
 
+def test_waits_for_the_gpu_sleep_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every CUDA event the runner waits on (an upload buffer's last copy, the scores' copy to
+    the host) is a blocking one: its wait sleeps in the driver and leaves the core to the decode
+    threads (a default event's wait spins at 100 % of a core for as long as the GPU works)."""
+    made: list[dict[str, Any]] = []
+    recorded_on: list[object] = []
+
+    class Event:
+        def __init__(self, **options: Any) -> None:
+            made.append(options)
+
+        def record(self, stream: object) -> None:
+            recorded_on.append(stream)
+
+        def synchronize(self) -> None:
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: f"stream of {device}")
+    monkeypatch.setattr(runner_module, "copy_stream", lambda device: FakeStream([]))
+    monkeypatch.setattr(
+        runner_module, "pinned_empty", lambda n, dtype=torch.float32: torch.empty(n, dtype=dtype)
+    )
+    with torch.device("meta"):
+        extractor = VGGFeatures(torch.nn.Sequential(*_vgg_layers()))
+    runner = ModelRunner(extractor, device=torch.device("meta"), pin_memory=True)
+    runner.upload([torch.rand(3, 8, 8)], [torch.rand(3, 8, 8)])
+    runner.upload([torch.rand(3, 8, 8)], [torch.rand(3, 8, 8)])  # waits for the first copy
+    monkeypatch.setattr(
+        runner_module, "pinned_empty", lambda n, dtype: torch.empty(n, dtype=dtype, device="meta")
+    )
+    runner.download(torch.rand(4, device="meta"))()
+    assert len(made) == 3
+    assert all(options.get("blocking") is True for options in made), made
+    assert recorded_on == ["stream of meta"] * 3  # on the runner's device's stream
+
+
 def _vgg_layers() -> list[torch.nn.Module]:
     from app.models.vgg import build_vgg19_features
 

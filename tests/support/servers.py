@@ -3,14 +3,13 @@ real ``simscore serve`` process. Each waits for ``/readyz`` and stops cleanly.""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from app.main import create_app
 from app.pipeline.decode import Decoder
 from app.pipeline.queue import ScoringQueue
 from app.service import Service
+from tests.support.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "app.cli")
@@ -142,16 +142,22 @@ class ServerProcess:
 
 @contextmanager
 def serve_process(
-    env: Mapping[str, str], log_path: Path, *, ready_timeout_s: float = 180, wait: bool = True
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    ready_timeout_s: float = 180,
+    wait: bool = True,
+    cli: Sequence[str] = CLI,
 ) -> Iterator[ServerProcess]:
-    """``simscore serve`` on a free loopback port with ``SIMSCORE_*`` from ``env``, until the
-    block ends (then SIGTERM). With ``wait``, the block starts once ``/readyz`` is 200."""
+    """``simscore serve`` (``cli``) on a free loopback port with ``SIMSCORE_*`` from ``env``
+    (over this process's environment, ``PYTHONPATH`` entries of both kept), until the block ends
+    (then SIGTERM). With ``wait``, the block starts once ``/readyz`` is 200."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
-            env={**os.environ, **env},
+            env=child_env(env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

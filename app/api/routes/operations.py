@@ -16,7 +16,8 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(service: ServiceDep) -> Any:
-    """Liveness: the batch worker is alive and its batches do not keep failing."""
+    """Liveness: the batch worker is alive, its batches do not keep failing, and the device has
+    not failed (a sticky CUDA error: the process is exiting to be restarted)."""
     problem = service.health()
     if problem is not None:
         return JSONResponse({"status": "unhealthy", "detail": problem}, 503)
@@ -28,6 +29,12 @@ async def readyz(service: ServiceDep) -> Any:
     """Readiness: the model is loaded and warm, and the server is not draining."""
     if service.phase == "ready":
         return Health(status="ready")
+    if service.device_failure is not None:
+        return JSONResponse(
+            {"status": "failed", "detail": str(service.device_failure)},
+            503,
+            headers={"Retry-After": "1"},
+        )
     detail = "model not ready" if service.phase == "loading" else "shutting down"
     status = "loading" if service.phase == "loading" else "draining"
     return JSONResponse({"status": status, "detail": detail}, 503, headers={"Retry-After": "1"})

@@ -9,9 +9,9 @@ Full sha256 digests: torchvision names its files ``<name>-<first 8 hex of sha256
 checks those 8 digits when it downloads. The full digests below are the sha256 of those files
 as published at download.pytorch.org; they were not computed here (no machine of this project
 can download them) but taken from independent public records that agree with each other and
-with torchvision's 8-digit prefix (file sizes: AlexNet 244,408,911 bytes, VGG16 553,433,881).
-The prefix is also checked (``weights.verify_prefix``), so a wrong full digest cannot pass a
-file torchvision would refuse.
+with torchvision's 8-digit prefix (file sizes: AlexNet 244,408,911 bytes, VGG16 553,433,881);
+a test checks that each extends the prefix in torchvision's URL. A download is verified against
+the full digest (torch hub's ``hash_prefix``) and so is every load from the hub cache.
 """
 
 from __future__ import annotations

@@ -69,15 +69,17 @@ def dists(
     Returns:
         ``(N,)``.
     """
-    if len(fx) != len(fy) or (masks is not None and len(masks) != len(fx)):
+    if not fx or len(fx) != len(fy) or (masks is not None and len(masks) != len(fx)):
         raise ValueError("fx, fy (and masks) need one entry per tap")
     channels = [int(t.shape[1]) for t in fx]
-    a, b = alpha.float().flatten(), beta.float().flatten()
+    device = fx[0].device  # alpha and beta are best placed there once (else copied per call)
+    a = alpha.to(device=device, dtype=torch.float32).flatten()
+    b = beta.to(device=device, dtype=torch.float32).flatten()
     if a.numel() != sum(channels) or b.numel() != sum(channels):
         raise ValueError(f"alpha and beta need {sum(channels)} values (the taps' channels)")
     total = a.sum() + b.sum()
     alphas, betas = torch.split(a / total, channels), torch.split(b / total, channels)
-    distance = torch.zeros((), dtype=torch.float32, device=a.device)
+    distance = torch.zeros((), dtype=torch.float32, device=device)
     for k, (x, y) in enumerate(zip(fx, fy, strict=True)):
         if x.shape != y.shape:
             raise ValueError(f"tap {k}: {tuple(x.shape)} vs {tuple(y.shape)}")

@@ -45,7 +45,8 @@ def distance_maps(
 
     Args:
         fx, fy: per tap, the references' and the candidates' activations.
-        heads: per tap, the LPIPS linear layer's weight, ``(1, C_k, 1, 1)``.
+        heads: per tap, the LPIPS linear layer's weight, ``(1, C_k, 1, 1)`` (best placed on the
+            taps' device once: one elsewhere is copied per call).
     """
     if not (len(fx) == len(fy) == len(heads)):
         raise ValueError("fx, fy and heads need one entry per tap")
@@ -57,7 +58,8 @@ def distance_maps(
                 f"(1, {a.shape[1]}, 1, 1), got {tuple(head.shape)}"
             )
         diff = (unit_normalize(a.float()) - unit_normalize(b.float())) ** 2
-        maps.append((diff * head.float()).sum(dim=1, keepdim=True))
+        weight = head.to(device=diff.device, dtype=torch.float32)  # no-op when placed already
+        maps.append((diff * weight).sum(dim=1, keepdim=True))
     return maps
 
 

@@ -56,7 +56,9 @@ def test_identical_images_score_zero(dists_sides: DistsSides) -> None:
 
 
 @pytest.mark.parametrize(("name", "x", "y"), PAIRS, ids=PAIR_IDS)
-def test_dists_is_accurate(dists_sides: DistsSides, name: str, x: torch.Tensor, y: torch.Tensor):
+def test_dists_is_accurate(
+    dists_sides: DistsSides, name: str, x: torch.Tensor, y: torch.Tensor
+) -> None:
     """Against the package's formula evaluated in float64 on the same taps."""
     with torch.inference_mode():
         fx, fy = dists_sides.network(x), dists_sides.network(y)

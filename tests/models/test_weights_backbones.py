@@ -107,7 +107,7 @@ def test_a_missing_file_is_unavailable_naming_setting_and_fetch(
     spec: BackboneSpec, tmp_path: Path
 ) -> None:
     result = unavailable(load_backbone(spec, str(tmp_path / "nope.pth")))
-    assert result.setting == spec.setting and result.backbone == spec.title
+    assert (result.backbone, result.title, result.setting) == (spec.name, spec.title, spec.setting)
     assert f"{spec.setting}='{tmp_path / 'nope.pth'}': no such file" in result.because
     assert f"`simscore fetch-weights --backbone {spec.name}`" in result.message
     assert result.message.startswith(f"the {spec.title} weights are unavailable, because ")

@@ -53,7 +53,8 @@ class Loaded:
 class Unavailable:
     """A backbone whose weights are absent: why, and what to do about it."""
 
-    backbone: str
+    backbone: str  # the registry's name ("alexnet")
+    title: str  # as messages name it ("AlexNet")
     setting: str
     fetch_command: str
     because: str
@@ -61,7 +62,7 @@ class Unavailable:
     @property
     def message(self) -> str:
         return (
-            f"the {self.backbone} weights are unavailable, because {self.because}. Run "
+            f"the {self.title} weights are unavailable, because {self.because}. Run "
             f"`{self.fetch_command}` on a machine with internet (copy the file into the cache or "
             f"anywhere and set {self.setting} to its path), or set {self.setting}=random for "
             "development."
@@ -206,7 +207,9 @@ def _locate(backbone: BackboneSpec, weights: str, download: bool) -> Path | Unav
     """The file ``weights`` names, or why there is none."""
 
     def unavailable(because: str) -> Unavailable:
-        return Unavailable(backbone.title, backbone.setting, backbone.fetch_command, because)
+        return Unavailable(
+            backbone.name, backbone.title, backbone.setting, backbone.fetch_command, because
+        )
 
     if weights == IMAGENET:
         path = imagenet_cache_path(backbone)

@@ -1,4 +1,4 @@
-"""``simscore serve | compare | fetch-weights | make-random-weights``.
+"""``simscore serve | compare | fetch-weights [--backbone NAME] | make-random-weights``.
 
 ``simscore compare`` runs the service's own pipeline (decode pool, batcher, scorer) in-process
 and prints the service's response schema, so the command line and ``POST /compare`` cannot give
@@ -57,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mask", type=Path, default=None, help="compare only where this image is nonzero"
     )
 
-    fetch = sub.add_parser("fetch-weights", help="download the ImageNet VGG19 weights")
+    fetch = sub.add_parser("fetch-weights", help="download a backbone's ImageNet weights")
+    fetch.add_argument(
+        "--backbone",
+        default="vgg19",
+        help="vgg19 (default), alexnet, vgg16 (app.models.registry), or all",
+    )
     fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
 
     rand = sub.add_parser("make-random-weights", help="write a seeded random VGG19 (tests)")
@@ -86,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return asyncio.run(_compare(settings, args))
     if args.command == "fetch-weights":
-        return _fetch(args.out)
+        return _fetch(args.backbone, args.out)
     return _make_random(args.out, args.seed)
 
 
@@ -255,17 +260,32 @@ def _progress(done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def _fetch(out: Path | None) -> int:
+def _fetch(name: str, out: Path | None) -> int:
     from app.errors import WeightsError
+    from app.models.registry import BACKBONES
     from app.models.weights import fetch_imagenet
 
-    try:
-        path, digest = fetch_imagenet(out)
-    except WeightsError as exc:
-        print(f"simscore: {exc}", file=sys.stderr)
+    if name != "all" and name not in BACKBONES:
+        print(
+            f"simscore: unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or all",
+            file=sys.stderr,
+        )
         return 2
-    print(f"{digest}  {path}")
-    return 0
+    if name == "all" and out is not None:
+        print(
+            "simscore: --out writes one backbone's file: name it with --backbone", file=sys.stderr
+        )
+        return 2
+    status = 0
+    for backbone in BACKBONES.values() if name == "all" else [BACKBONES[name]]:
+        try:
+            path, digest = fetch_imagenet(out, backbone)
+        except WeightsError as exc:
+            print(f"simscore: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{digest}  {path}")
+    return status
 
 
 def _make_random(out: Path, seed: int) -> int:

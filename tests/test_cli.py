@@ -92,6 +92,33 @@ def test_fetch_weights_offline_explains_itself(
     assert "could not be downloaded" in capsys.readouterr().err
 
 
+def test_fetch_weights_names_the_backbone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    urls: list[str] = []
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        urls.append(url)
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["fetch-weights", "--backbone", "alexnet"]) == 2
+    assert "AlexNet ImageNet weights" in capsys.readouterr().err
+    assert urls == ["https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]
+    assert main(["fetch-weights", "--backbone", "all"]) == 2  # each is tried
+    assert [u.rsplit("/", 1)[1] for u in urls[1:]] == [
+        "vgg19-dcbb9e9d.pth",
+        "alexnet-owt-7be5be79.pth",
+        "vgg16-397923af.pth",
+    ]
+    assert main(["fetch-weights", "--backbone", "resnet"]) == 2
+    assert "unknown backbone 'resnet'; choose from vgg19, alexnet, vgg16 or all" in (
+        capsys.readouterr().err
+    )
+    assert main(["fetch-weights", "--backbone", "all", "--out", str(tmp_path / "x.pth")]) == 2
+
+
 def test_compare_answers_as_the_api_does(
     images: Path, weights_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,8 @@
 """Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
 
+from app.metrics.dists import dists
 from app.metrics.gram import gram_matrices, gram_matrix, style_distance
+from app.metrics.lpips import lpips, lpips_map
 from app.metrics.masks import composite, coverage, tap_weights, window_centres
 from app.metrics.mse import mse, psnr
 from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
@@ -10,9 +12,12 @@ __all__ = [
     "VGG_TAP_WEIGHTS",
     "composite",
     "coverage",
+    "dists",
     "gaussian_window",
     "gram_matrices",
     "gram_matrix",
+    "lpips",
+    "lpips_map",
     "mse",
     "psnr",
     "reference_moments",

@@ -1,1 +1,2 @@
-"""The VGG19 feature extractor and the only code that touches weight files."""
+"""The backbones (VGG19, AlexNet, VGG16 and DISTS's VGG16), their registry, and the only code that
+touches weight files (``app.models.weights``)."""

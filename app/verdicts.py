@@ -80,12 +80,13 @@ class Verdict:
         """The failed conditions in canonical form, in the order they were given."""
         return [condition.text for condition in self.failed]
 
+    def described(self) -> str:
+        """Each failed condition with the score it was checked on, comma-separated."""
+        return ", ".join(c.describe(self.values.get(c.score)) for c in self.failed)
+
     def message(self) -> str:
-        """One line: ``passed``, or each failed condition with the score it was checked on."""
-        if self.passed:
-            return "passed"
-        described = ", ".join(c.describe(self.values.get(c.score)) for c in self.failed)
-        return f"failed {described}"
+        """One line: ``passed``, or ``failed`` and each failed condition with its score."""
+        return "passed" if self.passed else f"failed {self.described()}"
 
 
 @dataclass(frozen=True)

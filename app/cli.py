@@ -35,7 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="default: SIMSCORE_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: SIMSCORE_PORT or 8000")
 
-    compare = sub.add_parser("compare", help="score a pair, or every image in a folder, locally")
+    compare = sub.add_parser(
+        "compare",
+        help="score a pair, or every image in a folder, locally",
+        epilog="exit status: 0 when every pair is scored and passes its thresholds; 1 when one "
+        "fails them or, with a folder, a candidate cannot be read; 2 on a usage error (a bad "
+        "condition, a missing file, a single candidate that cannot be read)",
+    )
     compare.add_argument("reference", type=Path)
     compare.add_argument("candidate", type=Path, help="an image, or a folder of images")
     compare.add_argument("--json", action="store_true", help="print JSON (the API's shape)")

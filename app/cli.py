@@ -2,34 +2,29 @@
 
 ``simscore compare`` runs the service's own pipeline (decode pool, batcher, scorer) in-process
 and prints the service's response schema, so the command line and ``POST /compare`` cannot give
-different answers.
+different answers. With ``--threshold`` (or SIMSCORE_THRESHOLDS) it exits 0 when every pair
+passes, 1 when one fails (or, with a folder, a candidate cannot be read), and 2 on a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import logging
-import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from app import allocator
 from app.config import Settings
-from app.vocabulary import CSV_COLUMNS, SCORE_NAMES, SIZE_POLICIES, csv_row
+from app.verdicts import directions_text
+from app.vocabulary import SIZE_POLICIES
 
 if TYPE_CHECKING:
-    from app.pipeline import CompareOptions, ComparePipeline
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-NO_DEADLINE_S = 365 * 24 * 3600.0
+    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="default: SIMSCORE_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: SIMSCORE_PORT or 8000")
 
-    compare = sub.add_parser("compare", help="score a pair, or every image in a folder, locally")
+    compare = sub.add_parser(
+        "compare",
+        help="score a pair, or every image in a folder, locally",
+        epilog="exit status: 0 when every pair is scored and passes its thresholds; 1 when one "
+        "fails them or, with a folder, a candidate cannot be read; 2 on a usage error (a bad "
+        "condition, a missing file, a single candidate that cannot be read)",
+    )
     compare.add_argument("reference", type=Path)
     compare.add_argument("candidate", type=Path, help="an image, or a folder of images")
     compare.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
@@ -55,6 +56,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
     compare.add_argument(
         "--mask", type=Path, default=None, help="compare only where this image is nonzero"
+    )
+    compare.add_argument(
+        "--threshold",
+        action="append",
+        default=None,
+        metavar="COND",
+        help="a condition every pair must meet, <score><=<number> or <score>>=<number> "
+        f"(inclusive; {directions_text()}); repeatable, or comma-separated "
+        "('vgg<=0.05,ssim>=0.92'). Exit 1 when one fails. Default: SIMSCORE_THRESHOLDS; "
+        "--threshold '' turns that off",
+    )
+    compare.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a JUnit XML report here: a testcase per candidate, a failure naming the "
+        "failed conditions and the scores, an error for a candidate that cannot be read",
     )
 
     fetch = sub.add_parser("fetch-weights", help="download a backbone's ImageNet weights")
@@ -89,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command == "compare":
-        return asyncio.run(_compare(settings, args))
+        from app.cli_compare import compare as run_compare
+
+        return asyncio.run(run_compare(settings, args))
     if args.command == "fetch-weights":
         return _fetch(args.backbone, args.out)
     return _make_random(args.out, args.seed)
@@ -111,153 +132,6 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         host=host or settings.host,
         port=port if port is not None else settings.port,
     )
-
-
-async def _compare(settings: Settings, args: argparse.Namespace) -> int:
-    from app.errors import SimscoreError
-    from app.pipeline import CompareOptions, ComparePipeline
-    from app.scoring import build_scorer
-    from app.vocabulary import parse_scores
-
-    try:
-        mask = args.mask.read_bytes() if args.mask is not None else None
-        options = CompareOptions(parse_scores(args.scores), args.size_policy, mask)
-        reference = args.reference.read_bytes()
-        candidates = _candidates(args.candidate)
-        scorer, model = await asyncio.to_thread(build_scorer, settings)
-    except (SimscoreError, OSError) as exc:
-        print(f"simscore: {exc}", file=sys.stderr)
-        return 2
-    pipeline = ComparePipeline.build(settings, scorer, model)
-    pipeline.start()
-    try:
-        if args.candidate.is_dir():
-            return await _compare_folder(pipeline, reference, candidates, options, args)
-        return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
-    finally:
-        pipeline.close()
-
-
-def _candidates(path: Path) -> list[Path]:
-    if not path.is_dir():
-        path.stat()  # a missing file fails here, as an OSError
-        return [path]
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-async def _compare_pair(
-    pipeline: ComparePipeline,
-    reference: bytes,
-    candidate: Path,
-    options: CompareOptions,
-    as_json: bool,
-) -> int:
-    from app.api.schemas import compare_response
-    from app.errors import SimscoreError
-
-    started = time.monotonic()
-    try:
-        comparison = await pipeline.compare(
-            reference,
-            candidate.read_bytes(),
-            options,
-            deadline=started + NO_DEADLINE_S,
-        )
-    except (SimscoreError, OSError) as exc:
-        print(f"simscore: {exc}", file=sys.stderr)
-        return 2
-    body = compare_response(comparison, pipeline.model, (time.monotonic() - started) * 1000)
-    if as_json:
-        print(body.model_dump_json())
-    else:
-        scores = body.scores.model_dump()
-        for name in SCORE_NAMES:
-            print(f"{name:6s} {_fmt(scores[name])}")
-    return 0
-
-
-async def _compare_folder(
-    pipeline: ComparePipeline,
-    reference: bytes,
-    paths: list[Path],
-    options: CompareOptions,
-    args: argparse.Namespace,
-) -> int:
-    """Every image of a folder against one reference, in chunks that enter the batcher
-    together, as ``POST /compare/batch`` does."""
-    from app.api.errors import map_exception
-    from app.api.schemas import compare_response, model_out
-    from app.pipeline import Comparison
-
-    items: list[dict[str, Any]] = []
-    chunk_size = pipeline.settings.max_batch_candidates
-    started = time.monotonic()
-    for first in range(0, len(paths), chunk_size):
-        chunk = paths[first : first + chunk_size]
-        outcomes = await pipeline.compare_many(
-            reference,
-            [p.read_bytes() for p in chunk],
-            options,
-            deadline=time.monotonic() + NO_DEADLINE_S,
-        )
-        for path, outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, Comparison):
-                body = compare_response(outcome, pipeline.model, 0.0).model_dump(mode="json")
-                items.append({"candidate": path.name, **body})
-            else:
-                mapped = map_exception(outcome)
-                if mapped.status == 500:
-                    raise outcome
-                error = {"status": mapped.status, "detail": mapped.detail}
-                items.append({"candidate": path.name, "error": error})
-        _progress(len(items), len(paths), started)
-    if args.json:
-        model = model_out(pipeline.model).model_dump(mode="json")
-        print(json.dumps({"results": items, "model": model}))
-    else:
-        _print_table(items)
-    if args.csv is not None:
-        write_csv(items, args.csv)
-    return 1 if any("error" in item for item in items) else 0
-
-
-def write_csv(items: list[dict[str, Any]], out: Path) -> None:
-    """``vocabulary.CSV_COLUMNS``, one row per candidate (the web page exports the same)."""
-    with out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for item in items:
-            error = item.get("error")
-            if error is None:
-                writer.writerow(csv_row(item["candidate"], item))
-            else:
-                writer.writerow(csv_row(item["candidate"], None, error["detail"]))
-
-
-def _print_table(items: list[dict[str, Any]]) -> None:
-    print(" ".join(f"{name:>10s}" for name in SCORE_NAMES) + "  candidate")
-    for item in items:
-        if "error" in item:
-            print(f"{'error':>10s} {item['error']['detail']}  {item['candidate']}")
-        else:
-            scores = item["scores"]
-            values = " ".join(f"{_fmt(scores[name]):>10s}" for name in SCORE_NAMES)
-            print(f"{values}  {item['candidate']}")
-
-
-def _fmt(value: float | None) -> str:
-    return "null" if value is None or not math.isfinite(value) else f"{value:.6g}"
-
-
-def _progress(done: int, total: int, started: float) -> None:
-    if total <= 1:
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    rate = done / max(time.monotonic() - started, 1e-9)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:.1f}/s{end}")
-    sys.stderr.flush()
 
 
 def _fetch(name: str, out: Path | None) -> int:

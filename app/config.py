@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.errors import InvalidRequest
+from app.verdicts import Thresholds, parse_thresholds
 from app.vocabulary import MIN_SIDE, Precision, SizePolicy
 
 Switch = Literal["auto", "on", "off"]
@@ -159,6 +161,13 @@ class Settings(BaseSettings):
         3, ge=1, description="Consecutive failed batches (not out-of-memory) that fail /healthz."
     )
 
+    # Verdicts
+    thresholds: str | None = Field(
+        None,
+        description="Conditions every /compare and /compare/batch result is checked against when "
+        "the request gives no 'thresholds' field ('vgg<=0.05,ssim>=0.92'; README: Verdicts).",
+    )
+
     # Dashboards and access
     max_batch_candidates: int = Field(64, ge=1, description="Candidates per /compare/batch.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -205,6 +214,15 @@ class Settings(BaseSettings):
             parse_shape(entry)
         return value
 
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: str | None) -> str | None:
+        try:
+            parse_thresholds(value, field="")
+        except InvalidRequest as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _aligned_timeouts(self) -> Settings:
         if self.drain_timeout_s < self.request_timeout_s:
@@ -218,6 +236,11 @@ class Settings(BaseSettings):
     def warmup_shapes(self) -> list[tuple[int, int]]:
         """``warmup_sides`` as ``(height, width)`` pairs."""
         return [parse_shape(entry) for entry in self.warmup_sides]
+
+    @property
+    def default_thresholds(self) -> Thresholds | None:
+        """``SIMSCORE_THRESHOLDS`` parsed (None: no verdict unless a request asks)."""
+        return parse_thresholds(self.thresholds, field="SIMSCORE_THRESHOLDS")
 
     @property
     def auth_enabled(self) -> bool:

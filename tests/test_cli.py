@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,177 @@ def test_importing_the_command_line_starts_no_thread_and_loads_no_torch() -> Non
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["1", "False", "False"]
+
+
+# -- thresholds, exit statuses, JUnit --------------------------------------------------------
+
+
+def scores_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, Any]]:
+    code = main(argv)
+    body: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return code, body
+
+
+def test_a_pair_exits_0_when_it_passes_and_1_when_it_fails(
+    images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cand = str(images / "golden.png"), str(images / "renders" / "blur.png")
+    code, body = scores_of(capsys, ["compare", ref, cand, "--json", "--scores", "ssim"])
+    assert code == 0 and body["verdict"] is None
+    ssim = body["scores"]["ssim"]
+    assert main(["compare", ref, cand, "--threshold", f"ssim>={ssim * 0.9!r}"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "verdict pass"
+    tight = f"ssim>={ssim * 1.1!r}"
+    assert (
+        main(["compare", ref, cand, "--threshold", f"psnr>=1,{tight}", "--threshold", "mse<=1"])
+        == 1
+    )
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"verdict FAIL {tight} (ssim = {ssim:.6g})"
+    code, body = scores_of(capsys, ["compare", ref, cand, "--json", "--threshold", tight])
+    assert code == 1 and body["verdict"] == {"passed": False, "failed": [tight]}
+
+
+def test_identical_images_pass_a_psnr_floor(
+    images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = str(images / "golden.png")
+    code, body = scores_of(capsys, ["compare", ref, ref, "--json", "--threshold", "psnr>=30"])
+    assert code == 0
+    assert body["scores"]["psnr"] is None and body["verdict"]["passed"]
+
+
+@pytest.mark.parametrize(
+    ("conditions", "named"),
+    [
+        (["blur<=0.1"], "'blur<=0.1': unknown score 'blur'"),
+        (["vgg<0.05"], "'vgg<0.05': the operator must be <= or >=, not '<'"),
+        (["psnr>=inf"], "'psnr>=inf': the bound must be a finite number"),
+        (["ssim>=nan"], "'ssim>=nan': the bound must be a finite number"),
+        (["vgg<=0.05,,ssim>=0.9"], "condition 2 of 'vgg<=0.05,,ssim>=0.9' is empty"),
+        (["ssim>=0.9", "ssim>=0.8"], "'ssim>=0.8' repeats a condition on ssim"),
+    ],
+)
+def test_a_bad_condition_exits_2_with_one_line_naming_it(
+    images: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    conditions: list[str],
+    named: str,
+) -> None:
+    import app.scoring
+
+    def build_scorer(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a bad condition must stop the command before the model loads")
+
+    monkeypatch.setattr(app.scoring, "build_scorer", build_scorer)
+    options = [part for condition in conditions for part in ("--threshold", condition)]
+    for candidate in ("renders", "renders/blur.png"):
+        argv = ["compare", str(images / "golden.png"), str(images / candidate), *options]
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith("simscore: --threshold: ") and named in lines[0]
+
+
+def test_a_missing_file_exits_2(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "compare",
+        str(images / "golden.png"),
+        str(images / "nowhere.png"),
+        "--threshold",
+        "ssim>=0",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere.png" in err[0]
+
+
+def test_a_folder_exits_0_when_every_candidate_passes(
+    images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = images / "good"
+    good.mkdir()
+    for name in ("jpeg.png", "noise.png"):
+        (good / name).write_bytes((images / "renders" / name).read_bytes())
+    ref = str(images / "golden.png")
+    assert main(["compare", ref, str(good), "--threshold", "ssim>=0.01,vgg<=1000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[-2:] == ["verdict", "candidate"]
+    assert [line.split()[-2:] for line in out[1:]] == [["pass", "jpeg.png"], ["pass", "noise.png"]]
+    assert main(["compare", ref, str(good), "--threshold", "ssim>=0.9999"]) == 1
+
+
+def test_the_junit_report_agrees_with_the_scores(
+    images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One testcase per candidate named by its file; a failure naming exactly the failed
+    conditions with their scores; an error for the unreadable one; counts that agree."""
+    report, table = images / "junit.xml", images / "scores.csv"
+    ref, folder = str(images / "golden.png"), str(images / "renders")
+    code, plain = scores_of(capsys, ["compare", ref, folder, "--json"])
+    assert code == 1 and "summary" not in plain
+    scores = {item["candidate"]: item["scores"] for item in plain["results"] if "scores" in item}
+    floor = sorted(s["ssim"] for s in scores.values())[1]  # the worst candidate fails ssim
+    conditions = f"ssim>={floor!r},psnr>=20"
+    argv = ["compare", ref, folder, "--json", "--threshold", conditions]
+    code, body = scores_of(capsys, [*argv, "--junit", str(report), "--csv", str(table)])
+    assert code == 1
+    verdicts = {item["candidate"]: item.get("verdict") for item in body["results"]}
+    expected = {
+        name: [
+            c
+            for c, ok in ((f"ssim>={floor!r}", s["ssim"] >= floor), ("psnr>=20", s["psnr"] >= 20))
+            if not ok
+        ]
+        for name, s in scores.items()
+    }
+    assert {n: v["failed"] for n, v in verdicts.items() if v} == expected
+    assert verdicts["broken.png"] is None
+    failing = sum(bool(f) for f in expected.values())
+    assert failing >= 1
+    assert body["summary"] == {"passed": 3 - failing, "failed": failing, "errors": 1}
+
+    root = ET.parse(report).getroot()
+    (suite,) = root.findall("testsuite")
+    for node in (root, suite):
+        assert node.get("tests") == "4"
+        assert node.get("failures") == str(failing)
+        assert node.get("errors") == "1"
+    cases = {case.get("name") or "": case for case in suite.findall("testcase")}
+    assert sorted(cases) == ["blur.png", "broken.png", "jpeg.png", "noise.png"]
+    broken_error = cases["broken.png"].find("error")
+    assert broken_error is not None and "not a PNG" in (broken_error.get("message") or "")
+    for name, failed in expected.items():
+        failure = cases[name].find("failure")
+        if not failed:
+            assert failure is None and cases[name].find("error") is None, name
+            continue
+        assert failure is not None, name
+        message = failure.get("message") or ""
+        named = re.findall(r"(\w+[<>]=[^ ]+) \((\w+) = ([^)]+)\)", message)
+        assert [condition for condition, _, _ in named] == failed, message
+        for _, score, shown in named:
+            assert float(shown) == pytest.approx(scores[name][score], rel=1e-5), message
+        assert f"ssim={scores[name]['ssim']!r}" in (failure.text or "")
+
+    rows = {r["candidate"]: r for r in csv.DictReader(table.open())}
+    assert rows["broken.png"]["passed"] == "" and rows["broken.png"]["error"]
+    for name, failed in expected.items():
+        assert rows[name]["passed"] == ("false" if failed else "true")
+        assert rows[name]["failed"] == ",".join(failed)
+
+
+def test_simscore_thresholds_is_the_default_and_an_empty_option_turns_it_off(
+    images: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIMSCORE_THRESHOLDS", "ssim>=0.9999")
+    ref, cand = str(images / "golden.png"), str(images / "renders" / "blur.png")
+    code, body = scores_of(capsys, ["compare", ref, cand, "--json"])
+    assert code == 1 and body["verdict"]["failed"] == ["ssim>=0.9999"]
+    code, body = scores_of(capsys, ["compare", ref, cand, "--json", "--threshold", ""])
+    assert code == 0 and body["verdict"] is None
+    code, body = scores_of(capsys, ["compare", ref, cand, "--json", "--threshold", "ssim>=0"])
+    assert code == 0 and body["verdict"]["passed"]

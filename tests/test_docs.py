@@ -26,3 +26,13 @@ def test_the_quickstart_commands_are_the_makefile_targets() -> None:
     assert "make run" in README and "\nrun:" in makefile
     assert "make test" in README and "\ntest:" in makefile
     assert "make test" in ci
+
+
+def test_the_verdicts_table_gives_every_score_its_direction() -> None:
+    """Every score of the vocabulary, with the way it goes for more alike images."""
+    from app.vocabulary import LOWER_IS_MORE_ALIKE, SCORE_NAMES
+
+    section = README.split("## Verdicts (`thresholds`)")[1].split("\n## ")[0]
+    for name in SCORE_NAMES:
+        direction = "lower" if name in LOWER_IS_MORE_ALIKE else "higher"
+        assert f"| `{name}` | {direction} |" in section, name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.api.forms import FileField, Form, TextField
 from app.errors import InvalidRequest
 from app.pipeline import CompareOptions
+from app.verdicts import Thresholds, directions_text, parse_thresholds
 from app.vocabulary import MAP_KINDS, SCORE_NAMES, SIZE_POLICIES, MapKind, SizePolicy, parse_scores
 
 _FORMATS = "PNG, JPEG, WebP, GIF, BMP (not RLE) or TIFF"
@@ -35,6 +36,14 @@ METRICS = TextField(
     "The old name of 'scores', still accepted (give one of the two).",
     {"type": "string", "examples": ["vgg,ssim"]},
     deprecated=True,
+)
+THRESHOLDS = TextField(
+    "thresholds",
+    "Conditions that give each result a verdict: comma-separated <score><=<number> or "
+    f"<score>>=<number> (inclusive; {directions_text()}). A score named here is computed even "
+    "if 'scores' leaves it out. Absent: SIMSCORE_THRESHOLDS applies, if set; empty: no verdict. "
+    "A bad condition is a 422 naming it, and nothing is scored.",
+    {"type": "string", "examples": ["vgg<=0.05,ssim>=0.92,psnr>=30"]},
 )
 SIZE_POLICY = TextField(
     "size_policy",
@@ -72,15 +81,22 @@ INCLUDE_MAP = TextField(
 )
 
 
-def compare_options(form: Form) -> CompareOptions:
-    """The scores, size policy and mask a form asks for (422 for unknown values)."""
+def compare_options(form: Form, thresholds: Thresholds | None = None) -> CompareOptions:
+    """The scores, size policy and mask a form asks for (422 for unknown values); the scores
+    ``thresholds`` name are computed too."""
     policy: SizePolicy | None = form.choice("size_policy", SIZE_POLICIES)  # type: ignore[assignment]
     name, text = _one_of(form, SCORES.name, METRICS.name)
-    return CompareOptions(
-        scores=parse_scores(text, field=name),
-        size_policy=policy,
-        mask=form.optional_file("mask"),
-    )
+    scores = parse_scores(text, field=name)
+    if thresholds is not None:
+        scores |= {score for score in SCORE_NAMES if score in thresholds.scores}
+    return CompareOptions(scores=scores, size_policy=policy, mask=form.optional_file("mask"))
+
+
+def verdict_thresholds(form: Form, default: Thresholds | None) -> Thresholds | None:
+    """The conditions a form's results are checked against: its ``thresholds`` field (empty:
+    none), else ``default`` (``SIMSCORE_THRESHOLDS``). 422 names a bad condition."""
+    text = form.text(THRESHOLDS.name)
+    return default if text is None else parse_thresholds(text, field=THRESHOLDS.name)
 
 
 def map_kind(form: Form) -> MapKind:

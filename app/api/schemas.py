@@ -7,8 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.verdicts import BatchSummary, Verdict, verdict_out
 from app.pipeline import Comparison
 from app.scoring import ModelInfo
+from app.verdicts import Thresholds, directions_text
 from app.vocabulary import TAP_NAMES
 
 
@@ -143,6 +145,7 @@ COMPARE_EXAMPLE: dict[str, Any] = {
         "batch_size": 4,
     },
     "reference_cached": False,
+    "verdict": {"passed": False, "failed": ["ssim>=0.92"]},
 }
 
 
@@ -163,6 +166,13 @@ class CompareResponse(BaseModel):
         None,
         description="With include_map=true: the map_kind difference map (as POST /compare/map "
         "returns it) as base64 PNG at the compared size; null otherwise.",
+    )
+    verdict: Verdict | None = Field(
+        None,
+        description="With thresholds (the request's field, or SIMSCORE_THRESHOLDS): whether "
+        "every condition held and which did not; null without. Inclusive bounds; "
+        f"{directions_text()}; an infinite psnr (identical images, null in 'scores') passes "
+        "any >= condition on psnr.",
     )
 
 
@@ -194,7 +204,8 @@ class BatchResponse(BaseModel):
                     "results": [
                         COMPARE_EXAMPLE,
                         {"error": {"status": 400, "detail": "candidates[1] is an empty file"}},
-                    ]
+                    ],
+                    "summary": {"passed": 0, "failed": 1, "errors": 1},
                 }
             ]
         }
@@ -203,6 +214,12 @@ class BatchResponse(BaseModel):
     results: list[CompareResponse | BatchItemError] = Field(
         description="In the order the candidates were given: a /compare object, or "
         '{"error": {"status": ..., "detail": ...}} for a candidate that failed alone.'
+    )
+    summary: BatchSummary | None = Field(
+        None,
+        description="With thresholds: how many candidates passed, failed, and could not be "
+        "scored (errors). Absent without thresholds.",
+        exclude_if=lambda value: value is None,
     )
 
 
@@ -247,7 +264,12 @@ def model_out(model: ModelInfo) -> ModelOut:
     )
 
 
-def compare_response(comparison: Comparison, model: ModelInfo, total_ms: float) -> CompareResponse:
+def compare_response(
+    comparison: Comparison,
+    model: ModelInfo,
+    total_ms: float,
+    thresholds: Thresholds | None = None,
+) -> CompareResponse:
     s = comparison.scores
     ref, cand = comparison.reference, comparison.candidate
     psnr = s.psnr if s.psnr is not None and math.isfinite(s.psnr) else None
@@ -276,6 +298,7 @@ def compare_response(comparison: Comparison, model: ModelInfo, total_ms: float) 
             batch_size=comparison.batch_size,
         ),
         reference_cached=s.reference_cached,
+        verdict=verdict_out(s, thresholds),
     )
 
 

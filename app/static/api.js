@@ -35,11 +35,13 @@ function explain(status, detail, sentKey, retryAfter) {
 
 /**
  * POST a multipart form to `path` (relative, so the page also works under a path prefix).
- * `options`: `key` (sent as a Bearer token when set), `mask` and `sizePolicy`.
+ * `options`: `key` (sent as a Bearer token when set), `mask`, `sizePolicy` and `thresholds`
+ * (sent only when given: left empty, the server's SIMSCORE_THRESHOLDS, if any, applies).
  */
 async function post(path, form, options) {
   if (options.mask) form.append("mask", options.mask);
   if (options.sizePolicy) form.append("size_policy", options.sizePolicy);
+  if (options.thresholds) form.append("thresholds", options.thresholds);
   const headers = options.key ? { Authorization: `Bearer ${options.key}` } : {};
   let response;
   try {
@@ -84,6 +86,6 @@ export async function differenceMap(reference, candidate, kind, options) {
   form.append("reference", reference);
   form.append("candidate", candidate);
   form.append("map_kind", kind);
-  const response = await post("compare/map", form, options);
+  const response = await post("compare/map", form, { ...options, thresholds: "" });
   return { png: await response.blob(), range: response.headers.get("X-Map-Range") };
 }

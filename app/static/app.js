@@ -8,6 +8,7 @@ import { byName, fileUrl, setUpPicker } from "./pickers.js";
 import { showProvenance } from "./provenance.js";
 import { showScores } from "./scores.js";
 import { createTable } from "./table.js";
+import { hasVerdicts, notPassed, showVerdict, verdictSummary } from "./verdict.js";
 import { createViewer } from "./views.js";
 
 // Candidates per /compare/batch request: well under SIMSCORE_MAX_BATCH_CANDIDATES (64 by
@@ -22,6 +23,8 @@ const pairSection = document.getElementById("pair");
 const footer = results.querySelector(".results-footer");
 const keyInput = form.elements.api_key;
 const submitButton = form.querySelector("button[type=submit]");
+const reviewFilter = review.querySelector(".review-filter");
+const failuresOnly = document.getElementById("failures-only");
 
 let run = null; // the last successful comparison: {reference, options, entries}
 
@@ -37,6 +40,7 @@ function requestOptions() {
     key: keyInput.value.trim(),
     sizePolicy: form.elements.size_policy.value,
     mask: form.elements.mask.files[0] || null,
+    thresholds: form.elements.thresholds.value.trim(),
   };
 }
 
@@ -53,6 +57,7 @@ function openEntry(entry) {
   table.select(entry);
   document.getElementById("pair-name").textContent = entry.name;
   showScores(pairSection, entry.item);
+  showVerdict(pairSection, entry.item);
   const viewerRoot = document.getElementById("viewer");
   viewerRoot.hidden = Boolean(entry.item.error);
   if (!entry.item.error) {
@@ -84,6 +89,7 @@ async function scoreAll(reference, candidates, options) {
 }
 
 function summary(entries) {
+  if (hasVerdicts(entries)) return verdictSummary(entries);
   if (entries.length === 1) return "Done.";
   const failed = entries.filter((entry) => entry.item.error).length;
   return `Scored ${entries.length} candidates` + (failed ? `; ${failed} failed.` : ".");
@@ -93,6 +99,10 @@ function show(current) {
   const { entries } = current;
   const scored = entries.find((entry) => !entry.item.error);
   review.hidden = entries.length < 2;
+  reviewFilter.hidden = !hasVerdicts(entries);
+  failuresOnly.checked = false;
+  reviewFilter.querySelector("[data-count=not-passed]").textContent =
+    String(entries.filter(notPassed).length);
   table.show(entries);
   showProvenance(results, scored ? scored.item : null);
   offerDownloads(results, entries, current.reference.name);
@@ -138,6 +148,7 @@ keyInput.value = storedKey();
 keyInput.addEventListener("input", () => storeKey(keyInput.value.trim()));
 document.querySelectorAll("[data-drop-for]").forEach((zone) => setUpPicker(form, zone));
 form.addEventListener("submit", compare);
+failuresOnly.addEventListener("change", () => table.onlyNotPassed(failuresOnly.checked));
 // Dropping a file outside a picker must not navigate away from the page.
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());

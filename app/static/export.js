@@ -4,7 +4,16 @@
 
 import { SCORE_NAMES, pythonFloatRepr } from "./format.js";
 
-export const CSV_COLUMNS = ["candidate", ...SCORE_NAMES, "width", "height", "resized", "error"];
+export const CSV_COLUMNS = [
+  "candidate",
+  ...SCORE_NAMES,
+  "width",
+  "height",
+  "resized",
+  "passed",
+  "failed",
+  "error",
+];
 
 /** One cell as `csv_value` writes it: floats as Python's repr, null empty, booleans lower case. */
 function floatCell(value) {
@@ -18,13 +27,15 @@ export function csvRow(name, item) {
   if (item.error) {
     return [name, ...Array(CSV_COLUMNS.length - 2).fill(""), item.error.detail || "error"];
   }
-  const { scores, image } = item;
+  const { scores, image, verdict } = item;
   return [
     name,
     ...SCORE_NAMES.map((score) => floatCell(scores[score])),
     String(image.width),
     String(image.height),
     image.resized ? "true" : "false",
+    verdict ? String(verdict.passed) : "",
+    verdict ? verdict.failed.join(",") : "",
     "",
   ];
 }
@@ -40,13 +51,26 @@ export function toCsv(entries) {
   return rows.map((row) => `${row.map(quote).join(",")}\r\n`).join("");
 }
 
-/** `{"results": [{"candidate": name, ...item}], "model": {...}}`. */
+/**
+ * `{passed, failed, errors}` as `POST /compare/batch` counts them, over every entry (the page
+ * may have sent several requests); null when no entry has a verdict (no thresholds).
+ */
+export function summarize(entries) {
+  const scored = entries.filter((entry) => !entry.item.error);
+  if (!scored.some((entry) => entry.item.verdict)) return null;
+  const passed = scored.filter((entry) => entry.item.verdict?.passed).length;
+  return { passed, failed: scored.length - passed, errors: entries.length - scored.length };
+}
+
+/** `{"results": [{"candidate": name, ...item}], "model": {...}}`, and `summary` with verdicts. */
 export function toJson(entries) {
   const scored = entries.find((entry) => !entry.item.error);
   const document = {
     results: entries.map((entry) => ({ candidate: entry.name, ...entry.item })),
     model: scored ? scored.item.model : null,
   };
+  const summary = summarize(entries);
+  if (summary) document.summary = summary;
   return `${JSON.stringify(document, null, 2)}\n`;
 }
 

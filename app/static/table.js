@@ -1,6 +1,8 @@
-// The review table: one row per candidate, every score readable, sortable worst first.
+// The review table: one row per candidate, every score readable, sortable worst first; with
+// thresholds, a verdict badge per candidate and a filter that keeps those that did not pass.
 
 import { SCORE_NAMES, formatScore, fullValue } from "./format.js";
+import { badge, failedText, hasVerdicts, notPassed, verdictOf } from "./verdict.js";
 
 // Which way is "less alike": larger distances, smaller ssim and psnr.
 const HIGHER_IS_WORSE = new Set(["vgg", "style", "mse"]);
@@ -60,6 +62,21 @@ function nameCell(row, entry) {
   row.append(cell);
 }
 
+function verdictCell(row, item) {
+  const cell = row.insertCell();
+  cell.className = "verdict-cell";
+  cell.dataset.column = "verdict";
+  cell.append(badge(item));
+  const failed = failedText(item);
+  if (failed) {
+    const conditions = document.createElement("span");
+    conditions.className = "failed-conditions";
+    conditions.dataset.verbatim = "";
+    conditions.textContent = failed;
+    cell.append(" ", conditions);
+  }
+}
+
 function scoreCells(row, item) {
   if (item.error) {
     const cell = row.insertCell();
@@ -84,27 +101,38 @@ function scoreCells(row, item) {
 }
 
 /**
- * The table in `table` (its `thead` has `th[data-sort]` buttons). `onOpen(entry)` runs when a
- * row is clicked or its name button pressed.
+ * The table in `table` (its `thead` has `th[data-sort]` buttons and a `th[data-column=verdict]`
+ * shown when the answers have verdicts). `onOpen(entry)` runs when a row is clicked or its name
+ * button pressed.
  */
 export function createTable(table, onOpen) {
   const body = table.tBodies[0];
+  const verdictHeader = table.querySelector("th[data-column=verdict]");
   let entries = [];
   let sort = null; // {metric, worstFirst}
   let selected = null;
+  let onlyNotPassed = false;
+  const rowOf = new Map(); // entry -> its row, for the rows shown now
 
   function render() {
-    const shown = sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries;
+    const sorted = sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries;
+    const shown = onlyNotPassed ? sorted.filter(notPassed) : sorted;
+    const verdicts = hasVerdicts(entries);
+    verdictHeader.hidden = !verdicts;
+    rowOf.clear();
     const rows = shown.map((entry) => {
       const row = document.createElement("tr");
       row.dataset.candidateRow = "";
       row.dataset.name = entry.name;
       row.dataset.status = entry.item.error ? "failed" : "scored";
+      if (verdicts) row.dataset.verdict = verdictOf(entry.item);
       if (entry === selected) row.setAttribute("aria-current", "true");
       thumbnailCell(row, entry);
       nameCell(row, entry);
+      if (verdicts) verdictCell(row, entry.item);
       scoreCells(row, entry.item);
       row.addEventListener("click", () => onOpen(entry));
+      rowOf.set(entry, row);
       return row;
     });
     body.replaceChildren(...rows);
@@ -139,9 +167,12 @@ export function createTable(table, onOpen) {
     select(entry) {
       selected = entry;
       for (const row of body.rows) row.removeAttribute("aria-current");
-      const index = (sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries)
-        .indexOf(entry);
-      if (index >= 0) body.rows[index].setAttribute("aria-current", "true");
+      rowOf.get(entry)?.setAttribute("aria-current", "true");
+    },
+    /** Show only the candidates that did not pass (failed, or could not be scored). */
+    onlyNotPassed(on) {
+      onlyNotPassed = on;
+      render();
     },
   };
 }

@@ -161,3 +161,57 @@ def test_the_map_arrives_as_a_png_file(generated: ModuleType, module_client: Tes
     )
     assert response.status_code == 200
     assert response.parsed.payload.read().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_document_describes_thresholds_verdicts_and_the_summary(
+    module_client: TestClient,
+) -> None:
+    schemas = module_client.get("/openapi.json").json()["components"]["schemas"]
+    for form in ("CompareForm", "CompareBatchForm"):
+        field = schemas[form]["properties"]["thresholds"]
+        assert field["type"] == "string" and "thresholds" not in schemas[form]["required"]
+        assert "lower is more alike for vgg" in field["description"]
+    assert set(schemas["Verdict"]["required"]) == {"passed", "failed"}
+    assert set(schemas["BatchSummary"]["required"]) == {"passed", "failed", "errors"}
+    verdict = schemas["CompareResponse"]["properties"]["verdict"]
+    assert {"$ref": "#/components/schemas/Verdict"} in verdict["anyOf"]
+    assert "summary" in schemas["BatchResponse"]["properties"]
+    assert "summary" not in schemas["BatchResponse"].get("required", [])  # absent without
+
+
+def test_verdicts_and_the_summary_round_trip(
+    generated: ModuleType, module_client: TestClient
+) -> None:
+    models = importlib.import_module(f"{PACKAGE}.models")
+    api = _api(generated, module_client)
+    pair = models.CompareForm(
+        reference=_file(generated, photo_png("chelsea", 48), "reference.png"),
+        candidate=_file(generated, photo_png("coffee", 48), "candidate.png"),
+        scores="mse",
+        thresholds="ssim>=0.999,mse<=1",
+    )
+    response = _operation("compare").sync_detailed(client=api, body=pair)
+    assert response.status_code == 200, response.content
+    verdict = response.parsed.verdict
+    assert isinstance(verdict, models.Verdict)
+    assert verdict.passed is False and verdict.failed == ["ssim>=0.999"]
+    batch = models.CompareBatchForm(
+        reference=_file(generated, photo_png("chelsea", 48), "reference.png"),
+        candidates=[
+            _file(generated, photo_png("chelsea", 48), "same.png"),
+            _file(generated, b"not an image", "bad.png"),
+        ],
+        thresholds="psnr>=30",
+    )
+    response = _operation("compare_batch").sync_detailed(client=api, body=batch)
+    assert response.status_code == 200, response.content
+    assert isinstance(response.parsed.summary, models.BatchSummary)
+    assert (response.parsed.summary.passed, response.parsed.summary.errors) == (1, 1)
+    plain = models.CompareBatchForm(
+        reference=_file(generated, photo_png("chelsea", 48), "reference.png"),
+        candidates=[_file(generated, photo_png("coffee", 48), "other.png")],
+    )
+    response = _operation("compare_batch").sync_detailed(client=api, body=plain)
+    types = importlib.import_module(f"{PACKAGE}.types")
+    assert response.parsed.summary is types.UNSET
+    assert response.parsed.results[0].verdict is None

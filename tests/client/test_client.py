@@ -19,6 +19,8 @@ from PIL import Image
 from simscore_client import (
     AsyncSimscoreClient,
     AuthenticationError,
+    BatchResults,
+    BatchSummary,
     CompareResult,
     DifferenceMap,
     InvalidImageError,
@@ -29,13 +31,17 @@ from simscore_client import (
     SimscoreAPIError,
     SimscoreClient,
     UnavailableError,
+    Verdict,
+    csv_row_of,
     image_bytes,
     retry_after_s,
 )
+from simscore_client.vocabulary import CSV_COLUMNS
 
 from app.difference_map import viridis_lut
 from tests.support.images import (
     decode_png,
+    encode,
     photo,
     photo_png,
 )
@@ -127,6 +133,34 @@ def test_server_errors_raise_typed_errors_with_the_detail(client: SimscoreClient
     assert strict.value.status == 422
     with pytest.raises(InvalidRequestError, match="unknown score"):
         client.compare(photo_png("chelsea"), photo_png("coffee"), metrics="ssim,nope")
+
+
+def test_the_verdict_and_the_summary_are_typed(client: SimscoreClient) -> None:
+    reference, jpeg = photo_png("chelsea"), encode(photo("chelsea", 96, keep_aspect=True), "JPEG")
+    plain = client.compare(reference, jpeg)
+    assert plain.verdict is None
+    assert plain.scores.ssim is not None
+    floor = f"ssim>={(plain.scores.ssim + 1) / 2!r}"  # between the JPEG's ssim and 1
+    checked = client.compare(reference, jpeg, thresholds=["psnr>=1", floor])
+    assert checked.verdict == Verdict(passed=False, failed=(floor,))
+    assert client.compare(reference, reference, thresholds="psnr>=30").verdict == Verdict(True, ())
+
+    items = client.compare_batch(reference, [reference, jpeg, b""], thresholds=f"mse<=0,{floor}")
+    assert isinstance(items, BatchResults) and isinstance(items, list) and len(items) == 3
+    assert items.summary == BatchSummary(passed=1, failed=1, errors=1)
+    first, second, bad = items
+    assert isinstance(first, CompareResult) and first.verdict == Verdict(True, ())
+    assert isinstance(second, CompareResult) and second.verdict is not None
+    assert second.verdict.failed == ("mse<=0", floor)
+    assert isinstance(bad, InvalidImageError)
+    row = dict(zip(CSV_COLUMNS, csv_row_of("second.png", second), strict=True))
+    assert (row["passed"], row["failed"]) == ("false", f"mse<=0,{floor}")
+    unchecked = client.compare_batch(reference, [jpeg])
+    assert unchecked.summary is None
+    assert client.compare_batch(reference, [jpeg], thresholds="").summary is None
+
+    with pytest.raises(InvalidRequestError, match=r"thresholds: 'vgg<0\.1': the operator"):
+        client.compare(reference, jpeg, thresholds="vgg<0.1")
 
 
 def test_image_inputs_of_other_types_are_refused() -> None:

@@ -16,7 +16,9 @@ from app.api.fields import (
     REFERENCE,
     SCORES,
     SIZE_POLICY,
+    THRESHOLDS,
     compare_options,
+    verdict_thresholds,
 )
 from app.api.forms import FormLimits, FormSpec, Upload
 from app.api.multipart import read_form
@@ -28,13 +30,17 @@ from app.api.schemas import (
     ErrorBody,
     compare_response,
 )
+from app.api.verdicts import batch_summary
 from app.api.waiting import until_done
 from app.pipeline import Comparison
 from app.scoring import ModelInfo
+from app.verdicts import Thresholds
 
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score many candidates against one reference"
-FORM = FormSpec("CompareBatchForm", (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY))
+FORM = FormSpec(
+    "CompareBatchForm", (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY, THRESHOLDS)
+)
 
 
 @scoring_post(router, "/compare/batch", FORM, SUMMARY, response_model=BatchResponse)
@@ -42,14 +48,17 @@ async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchRespon
     """Each candidate is scored as ``POST /compare`` would score it against the reference, and
     they enter the batcher together. ``results`` keeps the order given; a candidate that fails
     (not an image, too small, too large, ...) becomes ``{"error": {"status", "detail"}}`` and the
-    others are still scored. The request itself fails only for the reference, a bad field, too
-    many candidates (SIMSCORE_MAX_BATCH_CANDIDATES), or a full queue."""
+    others are still scored. With ``thresholds`` each scored item has its verdict and
+    ``summary`` counts passed, failed and errors. The request itself fails only for the
+    reference, a bad field, too many candidates (SIMSCORE_MAX_BATCH_CANDIDATES), or a full
+    queue."""
     started = time.monotonic()
     pipeline = admitted.pipeline
     settings = pipeline.settings
     limits = FormLimits.from_settings(settings, candidates=settings.max_batch_candidates)
     form = await read_form(request, FORM, limits, admitted)
-    options = compare_options(form)
+    thresholds = verdict_thresholds(form, settings.default_thresholds)
+    options = compare_options(form, thresholds)
     reference = form.file("reference")
     uploads = form.files["candidates"]
     readable = [upload.data for upload in uploads if upload.error is None]
@@ -67,13 +76,17 @@ async def compare_batch(request: Request, admitted: AdmissionDep) -> BatchRespon
         )
     )
     total_ms = (time.monotonic() - started) * 1000
-    results = [_item(request, upload, scored, pipeline.model, total_ms) for upload in uploads]
+    results = [
+        _item(request, upload, scored, pipeline.model, total_ms, thresholds) for upload in uploads
+    ]
+    verdicts = [r.verdict for r in results if isinstance(r, CompareResponse)]
+    errors = len(results) - len(verdicts)
     request.state.log = {
         "reference_bytes": len(reference),
         "candidates": len(uploads),
-        "failed": sum(isinstance(r, BatchItemError) for r in results),
+        "failed": errors,
     }
-    return BatchResponse(results=results)
+    return BatchResponse(results=results, summary=batch_summary(thresholds, verdicts, errors))
 
 
 def _item(
@@ -82,10 +95,12 @@ def _item(
     scored: Iterator[Comparison | BaseException],
     model: ModelInfo,
     total_ms: float,
+    thresholds: Thresholds | None,
 ) -> CompareResponse | BatchItemError:
-    """One candidate's item: its scores, or its own error (counted, and logged if a 500)."""
+    """One candidate's item: its scores and verdict, or its own error (counted, and logged if a
+    500)."""
     outcome = upload.error if upload.error is not None else next(scored)
     if isinstance(outcome, Comparison):
-        return compare_response(outcome, model, total_ms)
+        return compare_response(outcome, model, total_ms, thresholds)
     status, detail = error_item(request, outcome)
     return BatchItemError(error=ErrorBody(status=status, detail=detail))

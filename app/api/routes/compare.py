@@ -17,8 +17,10 @@ from app.api.fields import (
     REFERENCE,
     SCORES,
     SIZE_POLICY,
+    THRESHOLDS,
     compare_options,
     map_kind,
+    verdict_thresholds,
 )
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
@@ -30,18 +32,29 @@ router = APIRouter(tags=["compare"])
 SUMMARY = "Score how alike a candidate image is to a reference"
 FORM = FormSpec(
     "CompareForm",
-    (REFERENCE, CANDIDATE, MASK, SCORES, METRICS, SIZE_POLICY, INCLUDE_MAP, INCLUDED_MAP_KIND),
+    (
+        REFERENCE,
+        CANDIDATE,
+        MASK,
+        SCORES,
+        METRICS,
+        SIZE_POLICY,
+        INCLUDE_MAP,
+        INCLUDED_MAP_KIND,
+        THRESHOLDS,
+    ),
 )
 
 
 @scoring_post(router, "/compare", FORM, SUMMARY, response_model=CompareResponse)
 async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     """Upload a ``reference`` and a ``candidate``; the answer has the five scores, per-layer
-    values, what was compared and what scored it."""
+    values, what was compared and what scored it, and with ``thresholds`` its verdict."""
     started = time.monotonic()
     pipeline = admitted.pipeline
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
-    options = compare_options(form)
+    thresholds = verdict_thresholds(form, pipeline.settings.default_thresholds)
+    options = compare_options(form, thresholds)
     include_map = form.flag("include_map")
     kind = map_kind(form)
     reference, candidate = form.file("reference"), form.file("candidate")
@@ -73,7 +86,8 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
         "compute_ms": round(comparison.compute_ms, 2),
         "batch_size": comparison.batch_size,
     }
-    response = compare_response(comparison, pipeline.model, (time.monotonic() - started) * 1000)
+    total_ms = (time.monotonic() - started) * 1000
+    response = compare_response(comparison, pipeline.model, total_ms, thresholds)
     if png is not None:
         response.map_png_base64 = base64.b64encode(png).decode("ascii")
     return response

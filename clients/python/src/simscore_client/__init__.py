@@ -7,6 +7,8 @@ It needs only httpx (and Pillow when given PIL images), not torch::
     with SimscoreClient("http://simscore:8000", api_key="...") as client:
         result = client.compare("golden/hero.png", "renders/hero.png")
         print(result.scores.ssim, result.scores.vgg)
+        checked = client.compare("golden/hero.png", "renders/hero.png", thresholds="ssim>=0.92")
+        print(checked.verdict.passed, checked.verdict.failed)
 
 Images may be paths, bytes or PIL images. Errors raise ``SimscoreAPIError`` subclasses that
 carry the server's ``detail``; 429 and 503 answers are retried with exponential backoff that
@@ -28,7 +30,16 @@ from simscore_client.errors import (
     UploadTimeoutError,
     api_error,
 )
-from simscore_client.results import BatchItem, CompareResult, DifferenceMap, Scores, csv_row_of
+from simscore_client.results import (
+    BatchItem,
+    BatchResults,
+    BatchSummary,
+    CompareResult,
+    DifferenceMap,
+    Scores,
+    Verdict,
+    csv_row_of,
+)
 
 __version__ = "0.1.0"
 
@@ -36,6 +47,8 @@ __all__ = [
     "AsyncSimscoreClient",
     "AuthenticationError",
     "BatchItem",
+    "BatchResults",
+    "BatchSummary",
     "CompareResult",
     "DeadlineError",
     "DifferenceMap",
@@ -51,6 +64,7 @@ __all__ = [
     "SimscoreClient",
     "UnavailableError",
     "UploadTimeoutError",
+    "Verdict",
     "api_error",
     "csv_row_of",
     "image_bytes",

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 import httpx
 
 from simscore_client.errors import api_error
-from simscore_client.results import BatchItem, CompareResult, DifferenceMap
+from simscore_client.results import (
+    BatchItem,
+    BatchResults,
+    BatchSummary,
+    CompareResult,
+    DifferenceMap,
+)
 from simscore_client.vocabulary import MapKind, SizePolicy
 
 if TYPE_CHECKING:
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
 ScoreNames: TypeAlias = "str | Iterable[str] | None"  # "vgg,ssim" or ["vgg", "ssim"]
+# "vgg<=0.05,ssim>=0.92" or ["vgg<=0.05", "ssim>=0.92"]; "" (or []) turns the server's default off
+Conditions: TypeAlias = "str | Iterable[str] | None"
 RETRY_STATUSES = frozenset({429, 503})
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 Files: TypeAlias = list[tuple[str, tuple[str, bytes, str]]]
@@ -111,12 +119,19 @@ def map_kind_of(options: Mapping[str, object]) -> MapKind:
     return chosen  # type: ignore[return-value]
 
 
-def _fields(scores: ScoreNames, size_policy: SizePolicy | None, **extra: str) -> dict[str, str]:
+def _fields(
+    scores: ScoreNames,
+    size_policy: SizePolicy | None,
+    thresholds: Conditions = None,
+    **extra: str,
+) -> dict[str, str]:
     data = dict(extra)
     if scores is not None:
         data["scores"] = scores if isinstance(scores, str) else ",".join(scores)
     if size_policy is not None:
         data["size_policy"] = size_policy
+    if thresholds is not None:
+        data["thresholds"] = thresholds if isinstance(thresholds, str) else ",".join(thresholds)
     return data
 
 
@@ -132,8 +147,8 @@ def _mask(files: Files, mask: ImageInput | None) -> Files:
 
 
 class CompareOptions(TypedDict, total=False):
-    """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask
-    (``metrics`` is the old name of ``scores``)."""
+    """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask, the
+    thresholds of the verdict (``metrics`` is the old name of ``scores``)."""
 
     scores: ScoreNames
     metrics: ScoreNames
@@ -141,6 +156,7 @@ class CompareOptions(TypedDict, total=False):
     include_map: bool
     map_kind: MapKind
     mask: ImageInput | None
+    thresholds: Conditions
 
 
 class BatchOptions(TypedDict, total=False):
@@ -150,6 +166,7 @@ class BatchOptions(TypedDict, total=False):
     metrics: ScoreNames
     size_policy: SizePolicy | None
     mask: ImageInput | None
+    thresholds: Conditions
 
 
 class MapOptions(TypedDict, total=False):
@@ -168,7 +185,9 @@ def compare_request(
     extra = {}
     if options.get("include_map"):
         extra = {"include_map": "true", "map_kind": map_kind_of(options)}
-    fields = _fields(_scores(options), options.get("size_policy"), **extra)
+    fields = _fields(
+        _scores(options), options.get("size_policy"), options.get("thresholds"), **extra
+    )
     return Request("/compare", _mask(files, options.get("mask")), fields)
 
 
@@ -177,7 +196,7 @@ def batch_request(
 ) -> Request:
     files = [("reference", _file(reference, "reference"))]
     files += [("candidates", _file(c, f"candidate-{i}")) for i, c in enumerate(candidates)]
-    fields = _fields(_scores(options), options.get("size_policy"))
+    fields = _fields(_scores(options), options.get("size_policy"), options.get("thresholds"))
     return Request("/compare/batch", _mask(files, options.get("mask")), fields)
 
 
@@ -211,15 +230,16 @@ def compare_result(response: httpx.Response) -> CompareResult:
     return CompareResult.from_json(response.json())
 
 
-def batch_items(response: httpx.Response) -> list[BatchItem]:
+def batch_items(response: httpx.Response) -> BatchResults:
+    body = response.json()
     items: list[BatchItem] = []
-    for item in response.json()["results"]:
+    for item in body["results"]:
         if "error" in item:
             error: Mapping[str, Any] = item["error"]
             items.append(api_error(int(error["status"]), str(error["detail"])))
         else:
             items.append(CompareResult.from_json(item))
-    return items
+    return BatchResults(items, BatchSummary.from_json(body.get("summary")))
 
 
 def difference_map(response: httpx.Response, kind: str) -> DifferenceMap:

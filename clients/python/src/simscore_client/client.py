@@ -34,7 +34,7 @@ from simscore_client._base import (
     map_request,
     raise_for_error,
 )
-from simscore_client.results import BatchItem, CompareResult, DifferenceMap
+from simscore_client.results import BatchResults, CompareResult, DifferenceMap
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -77,8 +77,9 @@ class SimscoreClient(BaseClient):
         self, reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
     ) -> CompareResult:
         """Score ``candidate`` against ``reference`` (``POST /compare``). Options: ``scores``,
-        ``size_policy``, ``include_map``, ``map_kind``, and ``mask`` (where to compare:
-        nonzero pixels; see the README's Scores section)."""
+        ``size_policy``, ``include_map``, ``map_kind``, ``mask`` (where to compare: nonzero
+        pixels; see the README's Scores section) and ``thresholds`` (``"ssim>=0.92"`` or a
+        list of conditions: the result's ``verdict``)."""
         return compare_result(self._post(compare_request(reference, candidate, **options)))
 
     def compare_batch(
@@ -86,10 +87,11 @@ class SimscoreClient(BaseClient):
         reference: ImageInput,
         candidates: Sequence[ImageInput],
         **options: Unpack[BatchOptions],
-    ) -> list[BatchItem]:
+    ) -> BatchResults:
         """Score many candidates against one reference (``POST /compare/batch``); each item is a
-        ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``.
-        Options: ``scores``, ``size_policy``, ``mask``."""
+        ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``; with
+        thresholds, the list's ``summary`` counts passed, failed and errors.
+        Options: ``scores``, ``size_policy``, ``mask``, ``thresholds``."""
         return batch_items(self._post(batch_request(reference, candidates, **options)))
 
     def difference_map(
@@ -154,7 +156,7 @@ class AsyncSimscoreClient(BaseClient):
         reference: ImageInput,
         candidates: Sequence[ImageInput],
         **options: Unpack[BatchOptions],
-    ) -> list[BatchItem]:
+    ) -> BatchResults:
         """See ``SimscoreClient.compare_batch``."""
         return batch_items(await self._post(batch_request(reference, candidates, **options)))
 

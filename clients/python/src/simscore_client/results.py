@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -25,6 +25,38 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The pair checked against the thresholds: ``passed``, and the conditions that did not
+    hold in canonical form (``"ssim>=0.92"``), in the order given."""
+
+    passed: bool
+    failed: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any] | None) -> Verdict | None:
+        if body is None:
+            return None
+        return cls(passed=bool(body["passed"]), failed=tuple(body["failed"]))
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """How many candidates of a batch passed, failed their thresholds, and could not be scored."""
+
+    passed: int
+    failed: int
+    errors: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any] | None) -> BatchSummary | None:
+        if body is None:
+            return None
+        return cls(
+            passed=int(body["passed"]), failed=int(body["failed"]), errors=int(body["errors"])
+        )
+
+
+@dataclass(frozen=True)
 class CompareResult:
     """One scored pair, as ``POST /compare`` answers it (``raw`` is the whole JSON)."""
 
@@ -40,6 +72,7 @@ class CompareResult:
     reference_cached: bool
     map_png: bytes | None
     raw: dict[str, Any] = field(repr=False)
+    verdict: Verdict | None = None  # with thresholds (the request's or the server's default)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> CompareResult:
@@ -60,10 +93,20 @@ class CompareResult:
             reference_cached=bool(body.get("reference_cached", False)),
             map_png=base64.b64decode(encoded) if encoded else None,
             raw=dict(body),
+            verdict=Verdict.from_json(body.get("verdict")),
         )
 
 
 BatchItem: TypeAlias = "CompareResult | SimscoreAPIError"
+
+
+class BatchResults(list[BatchItem]):
+    """The items of ``compare_batch`` in the order given (a list, as before), and with
+    thresholds the batch's ``summary`` (``None`` without)."""
+
+    def __init__(self, items: Iterable[BatchItem] = (), summary: BatchSummary | None = None):
+        super().__init__(items)
+        self.summary = summary
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,15 @@ MIN_SIDE = 16  # VGG19 to relu5_1 pools four times; SSIM needs an 11 px window
 
 # One row per candidate, the same from `simscore compare --csv`, the web page's export and a
 # client job: numbers as Python's repr (shortest round trip), null as empty, booleans lower case.
+# `passed` and `failed` are the verdict's (empty without thresholds; `failed` comma-separated).
 CSV_COLUMNS: tuple[str, ...] = (
     "candidate",
     *SCORE_NAMES,
     "width",
     "height",
     "resized",
+    "passed",
+    "failed",
     "error",
 )
 
@@ -60,9 +63,11 @@ def csv_row(candidate: str, body: Mapping[str, Any] | None, error: str | None = 
     """The CSV row of one candidate from its ``POST /compare`` JSON body, or its error."""
     if body is None:
         return [candidate, *([""] * (len(CSV_COLUMNS) - 2)), error or "error"]
-    scores, image = body["scores"], body["image"]
+    scores, image, verdict = body["scores"], body["image"], body.get("verdict")
     values = [scores.get(name) for name in SCORE_NAMES]
+    passed = verdict["passed"] if verdict else None
+    failed = ",".join(verdict["failed"]) if verdict else ""
     return [
         csv_value(v)
-        for v in (candidate, *values, image["width"], image["height"], image["resized"])
-    ] + [""]
+        for v in (candidate, *values, image["width"], image["height"], image["resized"], passed)
+    ] + [failed, ""]

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from app import allocator
 from app.config import Settings
 from app.verdicts import directions_text
-from app.vocabulary import SIZE_POLICIES
+from app.vocabulary import DEFAULT_SCORE_NAMES, SCORE_NAMES, SIZE_POLICIES
 
 if TYPE_CHECKING:
     pass
@@ -51,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--metrics",
         dest="scores",
         default=None,
-        help="the scores to compute, comma-separated (default all; --metrics is its old name)",
+        help="the scores to compute, comma-separated: "
+        f"{', '.join(SCORE_NAMES)} (default {','.join(DEFAULT_SCORE_NAMES)}; the others "
+        "need their backbone's weights, see `simscore fetch-weights`; --metrics is its old name)",
     )
     compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
     compare.add_argument(

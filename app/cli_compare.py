@@ -29,7 +29,7 @@ NO_DEADLINE_S = 365 * 24 * 3600.0
 
 
 async def compare(settings: Settings, args: argparse.Namespace) -> int:
-    from app.api.schemas import model_out
+    from app.api.provenance import model_out
     from app.errors import SimscoreError
     from app.pipeline import CompareOptions, ComparePipeline
     from app.scoring import build_scorer
@@ -45,6 +45,7 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
         reference = args.reference.read_bytes()
         candidates = _candidates(args.candidate)
         scorer, model = await asyncio.to_thread(build_scorer, settings)
+        scorer.catalog.check(options.scores)  # an unavailable score: one line, exit 2
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2

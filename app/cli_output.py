@@ -17,7 +17,7 @@ from typing import Any
 
 from app.junit import Case, Problem, Suite
 from app.verdicts import Thresholds, Verdict
-from app.vocabulary import CSV_COLUMNS, SCORE_NAMES, csv_row
+from app.vocabulary import csv_columns, csv_row, score_columns
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -71,19 +71,24 @@ def fmt(value: float | None) -> str:
 
 
 def print_pair(row: Row) -> None:
-    """One scored pair: a score a line, then its verdict when there are thresholds."""
+    """One scored pair: a score a line (the default scores, then any other computed), then its
+    verdict when there are thresholds."""
     scores = (row.body or {}).get("scores", {})
-    for name in SCORE_NAMES:
-        print(f"{name:6s} {fmt(scores.get(name))}")
+    names = score_columns([row.body])
+    width = max(6, *(len(name) for name in names))
+    for name in names:
+        print(f"{name:{width}s} {fmt(scores.get(name))}")
     if row.verdict is not None:
-        print(f"{'verdict':6s} {verdict_text(row)}")
+        print(f"{'verdict':{width}s} {verdict_text(row)}")
 
 
 def print_table(rows: Sequence[Row], thresholds: Thresholds | None) -> None:
-    """A column a score, then the verdict (with thresholds) and the candidate's name."""
+    """A column a score (the default scores, then any other a row has), then the verdict (with
+    thresholds) and the candidate's name."""
     verdicts = thresholds is not None
+    names = score_columns([row.body for row in rows])
     print(
-        " ".join(f"{name:>10s}" for name in SCORE_NAMES)
+        " ".join(f"{name:>10s}" for name in names)
         + (f"  {'verdict':7s}" if verdicts else "")
         + "  candidate"
     )
@@ -93,7 +98,7 @@ def print_table(rows: Sequence[Row], thresholds: Thresholds | None) -> None:
             shown = f"{'error':>10s} {detail}  {row.candidate}"
         else:
             scores = row.body["scores"]
-            values = " ".join(f"{fmt(scores[name]):>10s}" for name in SCORE_NAMES)
+            values = " ".join(f"{fmt(scores.get(name)):>10s}" for name in names)
             verdict = f"  {'pass' if row.passed else 'FAIL':7s}" if verdicts else ""
             failed = f"  {row.verdict.described()}" if row.verdict and not row.passed else ""
             shown = f"{values}{verdict}  {row.candidate}{failed}"
@@ -101,21 +106,26 @@ def print_table(rows: Sequence[Row], thresholds: Thresholds | None) -> None:
 
 
 def write_csv(rows: Sequence[Row], out: Path) -> None:
-    """``vocabulary.CSV_COLUMNS``, one row per candidate (the web page exports the same)."""
+    """One row per candidate, the columns of ``vocabulary.csv_columns`` for the scores the rows
+    have (``score_columns``: ``CSV_COLUMNS`` for the default scores; the web page exports the
+    same)."""
+    names = score_columns([row.body for row in rows])
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(csv_columns(names))
         for row in rows:
             if row.body is not None:
-                writer.writerow(csv_row(row.candidate, row.body))
+                writer.writerow(csv_row(row.candidate, row.body, scores=names))
             else:
                 detail = row.error["detail"] if row.error else "error"
-                writer.writerow(csv_row(row.candidate, None, detail))
+                writer.writerow(csv_row(row.candidate, None, detail, scores=names))
 
 
 def _scores_line(body: dict[str, Any]) -> str:
-    """Every score of a body, full precision: ``vgg=0.0123 style=... psnr=null``."""
-    return " ".join(f"{name}={body['scores'][name]!r}" for name in SCORE_NAMES).replace(
+    """The scores of a body (the defaults, then any other computed), full precision:
+    ``vgg=0.0123 style=... psnr=null``."""
+    names = score_columns([body])
+    return " ".join(f"{name}={body['scores'].get(name)!r}" for name in names).replace(
         "None", "null"
     )
 

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     weights_sha256: str | None = Field(
         None, description="Expected sha256 of a weights file; start-up fails on a mismatch."
     )
+    alexnet_weights: str | None = Field(
+        None,
+        description="AlexNet (lpips): 'imagenet' (torch hub cache, never downloaded at start-up), "
+        "a path to a torchvision AlexNet state_dict, or 'random'; unset: 'random' when "
+        "SIMSCORE_WEIGHTS=random, else 'imagenet'. Absent weights: lpips is unavailable.",
+    )
+    alexnet_weights_sha256: str | None = Field(
+        None, description="Expected sha256 of the AlexNet weights file (mismatch: start-up fails)."
+    )
+    vgg16_weights: str | None = Field(
+        None,
+        description="VGG16 (lpips_vgg, dists), as SIMSCORE_ALEXNET_WEIGHTS. Absent weights: "
+        "lpips_vgg and dists are unavailable.",
+    )
+    vgg16_weights_sha256: str | None = Field(
+        None, description="Expected sha256 of the VGG16 weights file (mismatch: start-up fails)."
+    )
     random_seed: int = Field(0, description="Seed of the 'random' development weights.")
     device: str = Field(
         "auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N'."
@@ -231,6 +248,13 @@ class Settings(BaseSettings):
                 f"({self.request_timeout_s}), or work accepted before a shutdown is cut off"
             )
         return self
+
+    def backbone_weights(self, setting: str) -> tuple[str | None, str | None]:
+        """A backbone's own weights setting and its sha256 by the setting's name
+        (``SIMSCORE_ALEXNET_WEIGHTS``): ``(None, None)`` for one this object does not hold."""
+        name = setting.removeprefix("SIMSCORE_").lower()
+        own: str | None = getattr(self, name, None) if name != "weights" else None
+        return own, getattr(self, f"{name}_sha256", None)
 
     @property
     def warmup_shapes(self) -> list[tuple[int, int]]:

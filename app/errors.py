@@ -38,6 +38,12 @@ class InvalidRequest(InputError):
     """A form field is missing, misnamed or has a bad value (unknown metric, ...)."""
 
 
+class ScoreUnavailable(InputError):
+    """A score this server cannot compute as configured: its backbone's weights are absent
+    (the detail names the setting and ``simscore fetch-weights --backbone NAME``). Maps to 422:
+    the request asks for what this server does not offer; retrying does not help."""
+
+
 class MalformedBody(InputError):
     """The request body is not well-formed multipart/form-data (maps to 400)."""
 

@@ -12,16 +12,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.api import errors, openapi
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import batch, compare, maps, operations, page
+from app.api.routes import batch, compare, maps, operations, page, scores
 from app.config import Settings
 from app.observability import Metrics
 from app.service import Service
 
 DESCRIPTION = """\
 How alike two images look to a person: a VGG19 feature distance, a Gram-matrix style
-distance, SSIM, MSE and PSNR, scored in batches on one model copy.
+distance, SSIM, MSE and PSNR by default; LPIPS (AlexNet, VGG16) and DISTS on request
+(`scores=lpips,dists`), scored in batches on one model copy per network.
 
-Upload a `reference` and a `candidate` to `POST /compare`. Errors are JSON with a `detail`.
+Upload a `reference` and a `candidate` to `POST /compare`; `GET /scores` lists every score and
+whether this server can compute it. Errors are JSON with a `detail`.
 """
 
 
@@ -52,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics
     errors.install(app)
-    for module in (compare, batch, maps, operations):
+    for module in (compare, batch, maps, scores, operations):
         app.include_router(module.router)
     openapi.install(app, (compare.FORM, batch.FORM, maps.FORM))
     page.mount(app, with_docs=settings.docs_enabled)

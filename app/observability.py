@@ -20,6 +20,8 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "simscore_queue_wait_seconds",
     "simscore_batch_size",
     "simscore_inference_seconds",
+    "simscore_score_seconds",
+    "simscore_network_seconds",
     "simscore_request_failures",
     "simscore_reference_cache_hits",
     "simscore_reference_cache_misses",
@@ -76,6 +78,22 @@ class Metrics:
         self.inference = Histogram(
             "simscore_inference_seconds",
             "Time to score one batch (forward pass and metrics).",
+            buckets=SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.score_time = Histogram(
+            "simscore_score_seconds",
+            "Time to compute one score for one batch, by score (its metric; the forward passes "
+            "are in simscore_network_seconds). On CUDA: host-side, the time to queue the work.",
+            ["score"],
+            buckets=SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.network_time = Histogram(
+            "simscore_network_seconds",
+            "Time of one network's forward pass for one batch, by network (vgg19, lpips_alexnet, "
+            "lpips_vgg16, dists_vgg16). On CUDA: host-side, the time to queue the work.",
+            ["network"],
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
@@ -139,6 +157,12 @@ class Metrics:
     def batch_failed(self, items: int, exc: BaseException, *, exhausted: bool) -> None:
         kind = "oom" if exhausted else "device" if isinstance(exc, DeviceFailed) else "error"
         self.batch_failures.labels(kind=kind).inc()
+
+    def score_seconds(self, score: str, seconds: float) -> None:
+        self.score_time.labels(score=score).observe(seconds)
+
+    def network_seconds(self, network: str, seconds: float) -> None:
+        self.network_time.labels(network=network).observe(seconds)
 
     def cache_lookup(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()

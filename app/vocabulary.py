@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from simscore_client.vocabulary import (
     CSV_COLUMNS,
+    DEFAULT_SCORE_NAMES,
+    DEFAULT_SCORES,
     FEATURE_SCORES,
     LOWER_IS_MORE_ALIKE,
     MAP_KINDS,
     MAP_RANGES,
+    MAP_SCORES,
     MIN_SIDE,
     PIXEL_SCORES,
     PRECISIONS,
@@ -20,12 +23,15 @@ from simscore_client.vocabulary import (
     ScoreName,
     SizePolicy,
     TapName,
+    csv_columns,
     csv_row,
     csv_value,
+    score_columns,
 )
 
 from app.errors import InvalidRequest
 
+# Every score; a request that names none gets DEFAULT_SCORES.
 ALL_SCORES: frozenset[ScoreName] = frozenset(SCORE_NAMES)
 
 
@@ -39,10 +45,13 @@ def preprocessing_tag(max_side: int) -> str:
 __all__ = [
     "ALL_SCORES",
     "CSV_COLUMNS",
+    "DEFAULT_SCORES",
+    "DEFAULT_SCORE_NAMES",
     "FEATURE_SCORES",
     "LOWER_IS_MORE_ALIKE",
     "MAP_KINDS",
     "MAP_RANGES",
+    "MAP_SCORES",
     "MIN_SIDE",
     "PIXEL_SCORES",
     "PRECISIONS",
@@ -54,19 +63,22 @@ __all__ = [
     "ScoreName",
     "SizePolicy",
     "TapName",
+    "csv_columns",
     "csv_row",
     "csv_value",
     "parse_scores",
     "preprocessing_tag",
+    "score_columns",
 ]
 
 
 def parse_scores(text: str | None, *, field: str = "scores") -> frozenset[ScoreName]:
-    """``"vgg,ssim"`` -> those scores; ``None``, empty or no name at all (``","``): every score.
-    ``field`` names where the text came from in the 422 for an unknown name."""
+    """``"vgg,ssim"`` -> those scores; ``None``, empty or no name at all (``","``): the default
+    scores (``DEFAULT_SCORES``). ``field`` names where the text came from in the 422 for an
+    unknown name."""
     names = {part.strip().lower() for part in (text or "").split(",") if part.strip()}
     if not names:
-        return ALL_SCORES
+        return DEFAULT_SCORES
     unknown = sorted(names - set(SCORE_NAMES))
     if unknown:
         raise InvalidRequest(

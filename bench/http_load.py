@@ -212,7 +212,7 @@ def service_env(**settings: object) -> dict[str, str]:
         "SIMSCORE_QUEUE_SIZE": "1024",
         "SIMSCORE_REQUEST_TIMEOUT_S": "600",
         "SIMSCORE_DRAIN_TIMEOUT_S": "600",
-        "PYTHONPATH": python_path(ROOT),
+        "PYTHONPATH": python_path(ROOT, ROOT / "clients" / "python" / "src"),
     }
     env.update({f"SIMSCORE_{k.upper()}": str(v) for k, v in settings.items()})
     return env

@@ -75,9 +75,10 @@ class KeepTaps:
         self._forward = runner.forward
         runner.forward = self  # type: ignore[method-assign]
 
-    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out = self._forward(images)
-        self.taps.append(out)
+    def __call__(self, images: torch.Tensor, network: str = "vgg19") -> list[torch.Tensor]:
+        out = self._forward(images, network)
+        if network == "vgg19":
+            self.taps.append(out)
         return out
 
 

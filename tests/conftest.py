@@ -1,5 +1,6 @@
 """Shared fixtures: a seeded VGG19 weights file loaded by path, the extractor and scorer built from
-it, and test settings. Helpers (photographs, servers) live in ``tests/support``."""
+it, seeded AlexNet and VGG16 files and their networks (lpips, lpips_vgg, dists), and test
+settings. Helpers (photographs, servers) live in ``tests/support``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from torch import nn
+
 from app.config import Settings
+from app.models import registry
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
 from app.scoring import ModelRunner, Scorer
+from tests.support.packages import load_networks, seeded_backbone
 from tests.support.servers import running_client
 from tests.support.settings import settings_for, write_seeded_weights
 
@@ -36,12 +41,50 @@ def scorer(extractor: VGGFeatures) -> Scorer:
     return Scorer(ModelRunner(extractor, device=torch.device("cpu")))
 
 
+@pytest.fixture(scope="session")
+def backbone_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Seeded random AlexNet and VGG16 ``features`` files (``tests.support.packages.SEEDS``),
+    by backbone name: what ``SIMSCORE_ALEXNET_WEIGHTS`` / ``SIMSCORE_VGG16_WEIGHTS`` name."""
+    directory = tmp_path_factory.mktemp("backbones")
+    return {
+        spec.name: seeded_backbone(directory, spec)[0]
+        for spec in (registry.ALEXNET, registry.VGG16)
+    }
+
+
+@pytest.fixture(scope="session")
+def networks(backbone_files: dict[str, Path]) -> dict[str, nn.Module]:
+    """The LPIPS AlexNet, LPIPS VGG16 and DISTS networks loaded from those files by the
+    service's loading path, by registry network name (VGG16's two share its weights)."""
+    return {
+        name: module
+        for spec in (registry.ALEXNET, registry.VGG16)
+        for name, module in load_networks(backbone_files[spec.name], spec).items()
+    }
+
+
 @pytest.fixture
 def make_settings(weights_file: Path) -> Callable[..., Settings]:
     """``settings_for(weights_file, **overrides)``."""
 
     def build(**overrides: Any) -> Settings:
         return settings_for(weights_file, **overrides)
+
+    return build
+
+
+@pytest.fixture
+def network_settings(
+    make_settings: Callable[..., Settings], backbone_files: dict[str, Path]
+) -> Callable[..., Settings]:
+    """Settings with every backbone loaded from its seeded file (every score available)."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "alexnet_weights": str(backbone_files["alexnet"]),
+            "vgg16_weights": str(backbone_files["vgg16"]),
+        }
+        return make_settings(**(values | overrides))
 
     return build
 

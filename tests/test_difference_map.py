@@ -129,7 +129,12 @@ def test_map_of_identical_images_is_one_colour(kind: str, index: int) -> None:
 
 
 def test_map_ranges_are_documented_fixed_ranges() -> None:
-    assert MAP_RANGES == {"ssim": (0.0, 1.0), "abs": (0.0, 1.0)}
+    assert MAP_RANGES == {
+        "ssim": (0.0, 1.0),
+        "abs": (0.0, 1.0),
+        "lpips": (0.0, 1.0),
+        "lpips_vgg": (0.0, 1.0),
+    }
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (e.ImageTooSmall, 422, "invalid_input"),
     (e.SizeMismatch, 422, "invalid_input"),
     (e.InvalidRequest, 422, "invalid_input"),
+    (e.ScoreUnavailable, 422, "invalid_input"),
     (e.UploadStalled, 408, "invalid_input"),
     (e.InputError, 400, "invalid_input"),
     (e.Unauthorized, 401, "invalid_input"),

@@ -6,7 +6,15 @@ from app.api.forms import FileField, Form, TextField
 from app.errors import InvalidRequest
 from app.pipeline import CompareOptions
 from app.verdicts import Thresholds, directions_text, parse_thresholds
-from app.vocabulary import MAP_KINDS, SCORE_NAMES, SIZE_POLICIES, MapKind, SizePolicy, parse_scores
+from app.vocabulary import (
+    DEFAULT_SCORE_NAMES,
+    MAP_KINDS,
+    SCORE_NAMES,
+    SIZE_POLICIES,
+    MapKind,
+    SizePolicy,
+    parse_scores,
+)
 
 _FORMATS = "PNG, JPEG, WebP, GIF, BMP (not RLE) or TIFF"
 
@@ -28,8 +36,11 @@ MASK = FileField(
 )
 SCORES = TextField(
     "scores",
-    f"The scores to compute: a comma-separated subset of {', '.join(SCORE_NAMES)} (default: all).",
-    {"type": "string", "examples": ["vgg,ssim"]},
+    "The scores to compute: comma-separated names (the ScoreName schema: "
+    f"{', '.join(SCORE_NAMES)}). Default: {','.join(DEFAULT_SCORE_NAMES)}; the others are "
+    "opt-in. GET /scores says which this server can compute; asking for one it cannot is a 422 "
+    "naming the setting and `simscore fetch-weights --backbone NAME`.",
+    {"type": "string", "examples": ["vgg,ssim", "lpips,dists"]},
 )
 METRICS = TextField(
     "metrics",
@@ -55,7 +66,10 @@ SIZE_POLICY = TextField(
 MAP_KIND_TEXT = (
     "'ssim': the local SSIM (fixed colour range [0, 1]; 1 = identical, yellow). 'abs': the mean "
     "absolute pixel difference over the channels (fixed range [0, 1]; 0 = identical, dark "
-    "purple). Viridis colour map; see docs/dashboard.md."
+    "purple). 'lpips', 'lpips_vgg': the LPIPS spatial distance map of that score's network, "
+    "upsampled to the compared size (fixed range [0, 1], values above 1 drawn as 1; 0 = "
+    "identical, dark purple; needs the score to be available, see GET /scores). Viridis colour "
+    "map; see docs/dashboard.md."
 )
 _MAP_KIND_SCHEMA = {"type": "string", "enum": list(MAP_KINDS)}
 MAP_KIND = TextField(
@@ -81,15 +95,18 @@ INCLUDE_MAP = TextField(
 )
 
 
-def compare_options(form: Form, thresholds: Thresholds | None = None) -> CompareOptions:
+def compare_options(
+    form: Form, thresholds: Thresholds | None = None, map_kind: MapKind | None = None
+) -> CompareOptions:
     """The scores, size policy and mask a form asks for (422 for unknown values); the scores
-    ``thresholds`` name are computed too."""
+    ``thresholds`` name are computed too. ``map_kind``: the map the answer includes."""
     policy: SizePolicy | None = form.choice("size_policy", SIZE_POLICIES)  # type: ignore[assignment]
     name, text = _one_of(form, SCORES.name, METRICS.name)
     scores = parse_scores(text, field=name)
     if thresholds is not None:
         scores |= {score for score in SCORE_NAMES if score in thresholds.scores}
-    return CompareOptions(scores=scores, size_policy=policy, mask=form.optional_file("mask"))
+    mask = form.optional_file("mask")
+    return CompareOptions(scores=scores, size_policy=policy, mask=mask, map_kind=map_kind)
 
 
 def verdict_thresholds(form: Form, default: Thresholds | None) -> Thresholds | None:

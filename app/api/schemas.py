@@ -7,15 +7,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.error_schemas import BatchItemError
+from app.api.provenance import ModelOut, model_out
 from app.api.verdicts import BatchSummary, Verdict, verdict_out
 from app.pipeline import Comparison
 from app.scoring import ModelInfo
 from app.verdicts import Thresholds, directions_text
-from app.vocabulary import TAP_NAMES
+from app.vocabulary import SCORE_NAMES, TAP_NAMES
 
 
 class Scores(BaseModel):
-    """The five scores; a metric not asked for is null."""
+    """Every score (GET /scores lists them). A request that names no scores gets the first five;
+    of those, one not asked for is null. The opt-in scores (lpips, lpips_vgg, dists) are present
+    only when asked for, so that answers to requests that name none are as they always were."""
 
     vgg: float | None = Field(
         None,
@@ -35,6 +39,25 @@ class Scores(BaseModel):
         None,
         description="10 log10(1 / mse) in dB; null when the images are identical (infinite PSNR) "
         "or when not asked for.",
+    )
+    lpips: float | None = Field(
+        None,
+        description="LPIPS v0.1 with AlexNet (Zhang et al., CVPR 2018), as lpips.LPIPS(net='alex', "
+        "version='0.1') with normalize=True. 0 for identical images; lower is more alike. "
+        "Opt-in (scores=lpips): absent from the answer unless asked for.",
+        exclude_if=lambda value: value is None,
+    )
+    lpips_vgg: float | None = Field(
+        None,
+        description="LPIPS v0.1 with VGG16, as lpips.LPIPS(net='vgg', version='0.1'). 0 for "
+        "identical images; lower is more alike. Opt-in: absent unless asked for.",
+        exclude_if=lambda value: value is None,
+    )
+    dists: float | None = Field(
+        None,
+        description="DISTS (Ding et al., TPAMI 2020), as DISTS_pytorch.DISTS(). 0 for identical "
+        "images; lower is more alike. Opt-in: absent unless asked for.",
+        exclude_if=lambda value: value is None,
     )
 
 
@@ -78,22 +101,6 @@ class ImageInfo(BaseModel):
         None,
         description="With a mask: the fraction of the compared pixels inside it; null without.",
         examples=[None],
-    )
-
-
-class ModelOut(BaseModel):
-    """The model that produced the scores."""
-
-    name: str = Field(description="Model name.", examples=["vgg19"])
-    weights: str = Field(
-        description="imagenet, file or random (development only).", examples=["imagenet"]
-    )
-    sha256: str = Field(
-        description="First 12 hex digits of the weights' sha256.", examples=["dcbb9e9d3f5a"]
-    )
-    device: str = Field(description="Torch device the model runs on.", examples=["cuda:0"])
-    precision: str = Field(
-        description="fp32, or bf16/fp16 autocast for the VGG forward pass.", examples=["fp32"]
     )
 
 
@@ -176,24 +183,6 @@ class CompareResponse(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
-    """Why one candidate of a batch failed."""
-
-    status: int = Field(
-        description="The HTTP status /compare would have answered for this pair.", examples=[400]
-    )
-    detail: str = Field(
-        description="What was wrong, in words a user can act on.",
-        examples=["the candidate image is an empty file"],
-    )
-
-
-class BatchItemError(BaseModel):
-    """A candidate that failed alone; the others are still scored."""
-
-    error: ErrorBody = Field(description="Status and detail of this candidate's failure.")
-
-
 class BatchResponse(BaseModel):
     """One item per candidate, in the order given."""
 
@@ -223,47 +212,6 @@ class BatchResponse(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
-    """Every error answer: a detail to act on and the request id of its log line."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "detail": "the candidate image is 8x8 px: VGG19 to relu5_1 pools four times "
-                    "and SSIM needs an 11 px window; the smallest side must be at least 16 px",
-                    "request_id": "5f0c2a8e9b1d4c7e8f6a3b2c1d0e9f8a",
-                }
-            ]
-        }
-    )
-
-    detail: str = Field(description="What was wrong, in words a user can act on.")
-    request_id: str | None = Field(
-        None, description="The X-Request-ID of this request (also in the access log)."
-    )
-
-
-class Health(BaseModel):
-    """Liveness or readiness."""
-
-    status: str = Field(
-        description="ok or ready; unhealthy, loading, draining or failed with status 503.",
-        examples=["ready"],
-    )
-    detail: str | None = Field(None, description="Why it is not ok, when it is not.")
-
-
-def model_out(model: ModelInfo) -> ModelOut:
-    return ModelOut(
-        name=model.name,
-        weights=model.weights,
-        sha256=model.sha256,
-        device=model.device,
-        precision=model.precision,
-    )
-
-
 def compare_response(
     comparison: Comparison,
     model: ModelInfo,
@@ -272,9 +220,11 @@ def compare_response(
 ) -> CompareResponse:
     s = comparison.scores
     ref, cand = comparison.reference, comparison.candidate
-    psnr = s.psnr if s.psnr is not None and math.isfinite(s.psnr) else None
+    values = {name: s.value(name) for name in SCORE_NAMES}
+    if values["psnr"] is not None and not math.isfinite(values["psnr"]):
+        values["psnr"] = None  # identical images: JSON has no infinity
     return CompareResponse(
-        scores=Scores(vgg=s.vgg, style=s.style, ssim=s.ssim, mse=s.mse, psnr=psnr),
+        scores=Scores(**values),
         layers=Layers(
             vgg=LayerScores(**s.vgg_layers) if s.vgg_layers else None,
             style=LayerScores(**s.style_layers) if s.style_layers else None,
@@ -289,7 +239,7 @@ def compare_response(
             resized=ref.resized or cand.resized,
             mask_coverage=comparison.mask_coverage,
         ),
-        model=model_out(model),
+        model=model_out(model, s),
         timing_ms=Timing(
             decode_ms=round(comparison.decode_ms, 3),
             queue_ms=round(comparison.queue_ms, 3),
@@ -300,20 +250,3 @@ def compare_response(
         reference_cached=s.reference_cached,
         verdict=verdict_out(s, thresholds),
     )
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Not an image we can decode."},
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-    408: {"model": ErrorResponse, "description": "The body stalled (SIMSCORE_BODY_TIMEOUT_S)."},
-    413: {"model": ErrorResponse, "description": "Upload, body or image too large."},
-    415: {"model": ErrorResponse, "description": "An unsupported format (SVG, PDF, RLE BMP, ...)."},
-    422: {"model": ErrorResponse, "description": "Missing field, bad value, too small."},
-    429: {
-        "model": ErrorResponse,
-        "description": "Queue or request slots full; honour Retry-After.",
-    },
-    503: {"model": ErrorResponse, "description": "Loading or draining; honour Retry-After."},
-    504: {"model": ErrorResponse, "description": "Past SIMSCORE_REQUEST_TIMEOUT_S."},
-    500: {"model": ErrorResponse, "description": "A bug; request_id finds its log line."},
-}

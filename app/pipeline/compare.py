@@ -2,36 +2,51 @@
 composed. ``ComparePipeline`` knows what each stage takes and gives, none of their insides; the
 HTTP routes and ``simscore compare`` both call it, so the two cannot drift. It knows nothing of
 HTTP.
+
+A request for a score this server cannot compute (its backbone's weights are absent) is refused
+before anything is decoded (``Catalog.check``). A map drawn by a score's network (``lpips``,
+``lpips_vgg``) is computed with the pair's scores on the batch worker and comes back with them;
+the PNG is drawn on the decode threads, like the pixel maps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 
 from app.budgets import Budget
 from app.config import Settings
 from app.errors import DeviceFailed
 from app.pipeline.decode import Decoder
-from app.pipeline.maps import map_png
+from app.pipeline.maps import map_png, scored_map_png
 from app.pipeline.observer import PipelineObserver
 from app.pipeline.prepare import prepare_pairs
 from app.pipeline.queue import ScoringQueue
 from app.pipeline.stages import Decode, Queue
 from app.pipeline.types import CompareOptions, Comparison
-from app.scoring import ModelInfo, Scorer
+from app.scoring import Catalog, ModelInfo, Scorer
 from app.scoring.device import MemoryStats
-from app.vocabulary import MapKind
+from app.vocabulary import MAP_SCORES, MapKind
 
 
 class ComparePipeline:
-    """decode -> prepare -> batch and score, for one model copy."""
+    """decode -> prepare -> batch and score, for one model copy (``catalog``: what it can
+    score; default: every score)."""
 
-    def __init__(self, settings: Settings, decoder: Decode, queue: Queue, model: ModelInfo) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        decoder: Decode,
+        queue: Queue,
+        model: ModelInfo,
+        catalog: Catalog | None = None,
+    ) -> None:
         self.settings = settings
         self.decoder = decoder
         self.queue = queue
         self.model = model
+        self.catalog = catalog if catalog is not None else Catalog()
 
     @classmethod
     def build(
@@ -45,7 +60,7 @@ class ComparePipeline:
         """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``
         (``on_device_failure``: see ``ScoringQueue``)."""
         queue = ScoringQueue(settings, scorer, observer, on_device_failure)
-        return cls(settings, Decoder(settings), queue, model)
+        return cls(settings, Decoder(settings), queue, model, scorer.catalog)
 
     def start(self) -> None:
         self.queue.start()
@@ -92,11 +107,12 @@ class ComparePipeline:
         budget: Budget | None = None,
     ) -> list[Comparison | BaseException]:
         """Score candidates against one reference (all within ``options.mask``, if given); each
-        candidate fails alone (its item is the exception). The reference's or the mask's own
-        failure, or a full queue, raises for the request."""
+        candidate fails alone (its item is the exception). A score this server cannot compute,
+        the reference's or the mask's own failure, or a full queue, raises for the request."""
+        self.catalog.check(options.needs)
         budget = budget or self.pixel_budget()
         async with self.decoder.decode(reference, candidates, options, budget) as decoded:
-            pairs = await self.decoder.run(prepare_pairs, decoded, options.scores)
+            pairs = await self.decoder.run(prepare_pairs, decoded, options.scores, options.map_kind)
             good = [(i, p) for i, p in enumerate(pairs) if not isinstance(p, BaseException)]
             waits = self.queue.submit_many([p for _, p in good], deadline=deadline)
             outcomes = dict(
@@ -125,10 +141,22 @@ class ComparePipeline:
         kind: MapKind,
         options: CompareOptions,
         *,
+        deadline: float | None = None,
         budget: Budget | None = None,
     ) -> bytes:
         """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
-        would."""
+        would. A kind drawn by a score's network goes through the queue (the pair is scored for
+        that score alone) within ``deadline`` (default: ``SIMSCORE_REQUEST_TIMEOUT_S`` from
+        now)."""
+        drawn = MAP_SCORES.get(kind)
+        if drawn is not None:
+            scored = CompareOptions(frozenset({drawn}), options.size_policy, options.mask, kind)
+            if deadline is None:
+                deadline = time.monotonic() + self.settings.request_timeout_s
+            comparison = await self.compare(
+                reference, candidate, scored, deadline=deadline, budget=budget
+            )
+            return await self.render_map(comparison, kind)
         budget = budget or self.pixel_budget()
         async with self.decoder.decode(reference, [candidate], options, budget) as decoded:
             (item,) = decoded.candidates
@@ -139,7 +167,13 @@ class ComparePipeline:
             )
 
     async def render_map(self, comparison: Comparison, kind: MapKind) -> bytes:
-        """The heat map PNG of a scored comparison, drawn on the decode threads."""
+        """The heat map PNG of a scored comparison, drawn on the decode threads (a kind drawn
+        by a score's network from the map that came back with the scores)."""
+        if kind in MAP_SCORES:
+            values = comparison.scores.map
+            if values is None:
+                raise ValueError(f"the {kind} map was not asked of the scorer")
+            return await self.decoder.run(scored_map_png, values, kind)
         return await self.decoder.run(
             map_png,
             comparison.reference.tensor,

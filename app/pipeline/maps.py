@@ -1,12 +1,14 @@
-"""Maps, the PNG side of the respond stage: the heat map of a pair as it was scored."""
+"""Maps, the PNG side of the respond stage: the heat map of a pair as it was scored. Pixel maps
+(ssim, abs) are drawn from the pair's pixels; a network's map (lpips, lpips_vgg) comes back from
+the scorer with the pair's scores and is only coloured here."""
 
 from __future__ import annotations
 
 import torch
 
-from app.difference_map import difference_map_png
+from app.difference_map import colorize, difference_map_png, encode_png
 from app.metrics import masks
-from app.vocabulary import MapKind
+from app.vocabulary import MAP_RANGES, MapKind
 
 
 def map_png(
@@ -16,3 +18,9 @@ def map_png(
     outside ``mask`` (pixel work: run it on the decode threads)."""
     scored = candidate if mask is None else masks.composite(reference, candidate, mask)
     return difference_map_png(reference, scored, kind)
+
+
+def scored_map_png(values: torch.Tensor, kind: MapKind) -> bytes:
+    """The PNG of a map the scorer computed, ``(H, W)``, over ``kind``'s fixed colour range
+    (values outside it are clipped)."""
+    return encode_png(colorize(values, *MAP_RANGES[kind]))

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.imaging import PreparedImage
 from app.metrics.masks import coverage
 from app.scoring import PairScores
-from app.vocabulary import ALL_SCORES, ScoreName, SizePolicy
+from app.vocabulary import DEFAULT_SCORES, MAP_SCORES, MapKind, ScoreName, SizePolicy
 
 CPU_MAX_WAIT_MS = 20.0  # measured: see docs/benchmarks.md#batching-defaults
 CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's compute time
@@ -20,11 +20,19 @@ CUDA_MAX_WAIT_MS = 2.0  # not measured (no GPU): a fraction of a GPU batch's com
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """What a request asks of each of its pairs."""
+    """What a request asks of each of its pairs. ``map_kind``: a map drawn by a score's network
+    (``MAP_SCORES``), computed with the pair's scores on the batch worker."""
 
-    scores: frozenset[ScoreName] = ALL_SCORES
+    scores: frozenset[ScoreName] = DEFAULT_SCORES
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
     mask: bytes | None = None  # the region of interest's upload (README: Scores)
+    map_kind: MapKind | None = None
+
+    @property
+    def needs(self) -> frozenset[ScoreName]:
+        """The scores this request needs computable: those asked for and the map's."""
+        drawn = MAP_SCORES.get(self.map_kind) if self.map_kind is not None else None
+        return self.scores if drawn is None else self.scores | {drawn}
 
 
 @dataclass(frozen=True)

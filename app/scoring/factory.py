@@ -1,4 +1,5 @@
-"""A ready-to-use ``Scorer`` from ``Settings``: device checks, weights, runner, reference cache.
+"""A ready-to-use ``Scorer`` from ``Settings``: device checks, weights (VGG19 required, the
+optional backbones when found), runner, learned heads on the device, reference cache.
 
 Shared by the server's lifespan, ``simscore compare`` (through the same pipeline) and the
 benchmarks.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Protocol
 
 import torch
 
@@ -15,6 +17,7 @@ from app.config import Settings
 from app.cpus import available_cpus
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
+from app.scoring.backbones import load_optional_backbones
 from app.scoring.device import (
     check_precision,
     configure_cuda,
@@ -24,18 +27,25 @@ from app.scoring.device import (
     resolve_device,
     tune_cpu_allocator,
 )
+from app.scoring.network_scores import load_heads
 from app.scoring.references import CacheObserver, ReferenceCache
 from app.scoring.runner import ModelRunner
 from app.scoring.scorer import Scorer
-from app.scoring.types import ModelInfo
+from app.scoring.taps import TimingObserver
+from app.scoring.types import BackboneWeights, ModelInfo
 
 log = logging.getLogger(__name__)
 
 
+class ScorerObserver(CacheObserver, TimingObserver, Protocol):
+    """What the scorer reports: the reference cache and the time of each score and network."""
+
+
 def build_scorer(
-    settings: Settings, observer: CacheObserver | None = None
+    settings: Settings, observer: ScorerObserver | None = None
 ) -> tuple[Scorer, ModelInfo]:
-    """Check the device can run the precision, load the weights once, place the model.
+    """Check the device can run the precision, load the weights once, place the networks and
+    their heads.
 
     Raises ``StartupError`` or ``WeightsError`` with a message that says what to change.
     """
@@ -50,8 +60,10 @@ def build_scorer(
     features, weights = load_features(
         settings.weights, seed=settings.random_seed, expected_sha256=settings.weights_sha256
     )
+    optional = load_optional_backbones(settings)
     runner = ModelRunner(
         VGGFeatures(features),
+        networks=optional.networks,
         device=device,
         precision=settings.precision,
         tf32=settings.tf32_enabled and device.type == "cuda",
@@ -74,6 +86,10 @@ def build_scorer(
         sha256=weights.short_sha256,
         device=str(device),
         precision=settings.precision,
+        backbones={
+            name: BackboneWeights(loaded.source, loaded.short_sha256)
+            for name, loaded in optional.weights.items()
+        },
     )
     log.info(
         "model loaded: vgg19 weights=%s sha256=%s device=%s (%s) precision=%s compile=%s tf32=%s",
@@ -85,7 +101,9 @@ def build_scorer(
         f"on, warm shapes {settings.warmup_sides}" if settings.compile_enabled else "off",
         settings.tf32_enabled if device.type == "cuda" else "n/a",
     )
-    return Scorer(runner, cache), info
+    heads = load_heads(runner.networks, runner.device)
+    scorer = Scorer(runner, cache, heads=heads, unavailable=optional.unavailable, observer=observer)
+    return scorer, info
 
 
 def size_threads(settings: Settings) -> None:

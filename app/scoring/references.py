@@ -1,27 +1,36 @@
-"""References within a batch and across batches: each distinct reference is run through VGG19
-once per batch, or not at all when the reference cache holds it.
+"""References within a batch and across batches: each distinct reference is run through each
+network its pairs need once per batch, or not at all when the reference cache holds its taps.
 
-``ReferenceCache`` is an LRU of what scoring needs of a reference (taps, Gram matrices, SSIM
-moments), keyed by ``reference_key`` (a hash of the decoded tensor and how it was prepared) and
-bounded by entries and bytes. ``BatchReferences`` is the bookkeeping of one batch: which pair
-uses which reference, what the cache already has, what is computed now, what to store after.
-Used only from the scoring thread.
+``ReferenceCache`` is an LRU of what scoring needs of a reference (VGG19's taps, Gram matrices,
+SSIM moments, and each other network's taps: the parts ``taps_part(network)``), keyed by
+``reference_key`` (a hash of the decoded tensor and how it was prepared) and bounded by entries
+and bytes. An entry gains the parts later requests compute (a reference first scored for vgg,
+then for lpips, holds VGG19's and AlexNet's taps). ``BatchReferences`` is the bookkeeping of one
+batch: which pair uses which reference, what the cache already has, what is computed now, what
+to store after. Used only from the scoring thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 
 from app.scoring.device import index_on
 
-Part = Literal["taps", "grams", "moments"]
+Part = str  # "taps" (VGG19's), "grams", "moments", or taps_part(network) for another network
 PARTS: tuple[Part, ...] = ("taps", "grams", "moments")
+TAPS = "taps"
+
+
+def taps_part(network: str) -> Part:
+    """The part that holds ``network``'s taps of a reference: ``taps`` for VGG19 (as before),
+    ``taps.<network>`` for another."""
+    return TAPS if network == "vgg19" else f"{TAPS}.{network}"
 
 
 class CacheObserver(Protocol):
@@ -47,14 +56,22 @@ class ReferenceFeatures:
     taps: tuple[torch.Tensor, ...] | None = None  # VGG activations per tap, (1, C, H, W)
     grams: tuple[torch.Tensor, ...] | None = None  # Gram matrices per tap, (1, C, C)
     moments: tuple[torch.Tensor] | None = None  # reference_moments(x), (1, 6, H-10, W-10)
+    # the other networks' taps, by part (taps_part(network)): (1, C, H, W) per tap
+    networks: Mapping[Part, tuple[torch.Tensor, ...]] = field(default_factory=dict)
 
     def get(self, part: Part) -> tuple[torch.Tensor, ...] | None:
-        value: tuple[torch.Tensor, ...] | None = getattr(self, part)
-        return value
+        if part in PARTS:
+            value: tuple[torch.Tensor, ...] | None = getattr(self, part)
+            return value
+        return self.networks.get(part)
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return (*PARTS, *self.networks)
 
     @property
     def nbytes(self) -> int:
-        tensors = [t for part in PARTS for t in (self.get(part) or ())]
+        tensors = [t for part in self.parts for t in (self.get(part) or ())]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -149,10 +166,10 @@ class BatchReferences:
             cacheable = key if key is not None and cache.enabled else None
             found = cache.get(cacheable) if cacheable is not None else None
             reference = _Reference(cacheable, row, cached=found is not None)
-            for part in PARTS:
-                tensors = found.get(part) if found is not None else None
-                if tensors is not None:
-                    reference.parts[part] = _Rows(tensors, 0)
+            if found is not None:
+                for part in found.parts:
+                    if (tensors := found.get(part)) is not None:
+                        reference.parts[part] = _Rows(tensors, 0)
             if key is not None:
                 by_key[key] = len(self._refs)
             self.index.append(len(self._refs))
@@ -195,9 +212,10 @@ class BatchReferences:
         return self._gather(part, [self.index[row] for row in rows])
 
     def from_cache(self, row: int) -> bool:
-        """Whether pair ``row``'s reference came from the cache, with no forward pass for it."""
+        """Whether pair ``row``'s reference came from the cache, with no forward pass for it
+        (through any network)."""
         reference = self._refs[self.index[row]]
-        return reference.cached and "taps" not in reference.computed
+        return reference.cached and not any(p.startswith(TAPS) for p in reference.computed)
 
     def store(self) -> None:
         """Put what this batch computed for cacheable references into the cache (as copies, so
@@ -213,6 +231,7 @@ class BatchReferences:
                 taps=copies.get("taps"),
                 grams=copies.get("grams"),
                 moments=copies.get("moments"),  # type: ignore[arg-type]
+                networks={p: t for p, t in copies.items() if p not in PARTS},
             )
             self._cache.put(reference.key, entry)
 

@@ -1,9 +1,13 @@
-"""The model beside its device: VGG19's taps for a batch of images, fast and on the right device.
+"""The networks beside their device: each network's taps for a batch of images, fast and on the
+right device.
 
-``ModelRunner`` owns the device policy (precision and autocast, memory layout, compiled kernels),
-the warm-up, and the transfers: a batch's references and candidates are written once into one
-host buffer in the forward's memory layout (pinned and reused on CUDA) and copied to the device in
-one transfer; its scores come back in one transfer too (``download``).
+``ModelRunner`` holds one module per network of the model registry that this server loaded
+(VGG19 always; the LPIPS AlexNet, the LPIPS VGG16 and DISTS's VGG16 when their weights were
+found), and owns the device policy for all of them (precision and autocast, memory layout,
+compiled kernels), the warm-up, and the transfers: a batch's references and candidates are
+written once into one host buffer in the forward's memory layout (pinned and reused on CUDA) and
+copied to the device in one transfer, whatever networks then run on it; its scores come back in
+one transfer too (``download``). Networks that share weights (VGG16's two) share them here too.
 
 Overlap (``overlap=True``, CUDA): two pinned buffers used in turn, and the copy to the device on
 a stream of its own that the compute stream waits for. The host can then fill the next batch's
@@ -14,24 +18,28 @@ Compiled kernels (``compile_model``): ``torch.compile`` (inductor, frozen weight
 during the warm-up, for each warmed image shape and every row count a batch of that shape can
 bring (1 to ``2 * max_batch_size``), with the batch axis dynamic so that row counts share graphs.
 A shape that was not warmed up runs the eager module, never the compiled one: no request waits
-for a compile. Graphs keep height and width static (kernels specialised per shape).
-TF32 (``tf32=True``) applies in a scope around the forward pass only (``device.fp32_math``).
+for a compile. Graphs keep height and width static (kernels specialised per shape). Each network
+is compiled and warmed on its own, for the warm shapes its smallest side allows.
+TF32 (``tf32=True``) and autocast apply in a scope around a network's forward pass only
+(``device.fp32_math``): whatever runs on the taps afterwards runs in IEEE fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
+from torch import nn
 
+from app.models import registry
 from app.models.vgg import VGGFeatures
+from app.scoring.compiled import allow_graphs, batch_dynamic, compile_network
 from app.scoring.device import MemoryStats, fp32_math, memory_stats
+from app.scoring.transfers import CopyDone, CopyStream, CudaCopyDone, CudaCopyStream, HostSlot
 from app.vocabulary import Precision
 
 log = logging.getLogger(__name__)
@@ -41,43 +49,7 @@ COMPILE_BACKEND: str | Callable[..., Any] = "inductor"  # tests swap in a counti
 BLOCKING_EVENTS = True  # event waits sleep, not spin a core (bench/gpu.py's worker_cpu: both)
 Shape = tuple[int, int]  # (height, width)
 Taps = Callable[[torch.Tensor], list[torch.Tensor]]
-
-
-class CopyDone(Protocol):
-    """Marks when an asynchronous copy is done with its source (a CUDA event)."""
-
-    def record(self) -> None: ...
-
-    def synchronize(self) -> None: ...
-
-
-class CopyStream(Protocol):
-    """A stream for host-to-device copies beside the compute stream (CUDA)."""
-
-    def __enter__(self) -> object: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def hand_over(self, tensor: torch.Tensor) -> None:
-        """Make the compute stream wait for the copies so far, and mark ``tensor`` (copied
-        here) as used there, so that its memory is not reused before the compute is done."""
-
-
-class _CudaCopyStream:
-    def __init__(self, device: torch.device) -> None:
-        self._stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
-        self._using = torch.cuda.stream(self._stream)
-
-    def __enter__(self) -> object:
-        return self._using.__enter__()  # type: ignore[no-untyped-call]
-
-    def __exit__(self, *exc: object) -> None:
-        self._using.__exit__(*exc)
-
-    def hand_over(self, tensor: torch.Tensor) -> None:
-        compute = torch.cuda.current_stream(tensor.device)
-        compute.wait_stream(self._stream)
-        tensor.record_stream(compute)
+VGG19 = "vgg19"  # the registry's name of VGG19's network: every runner has it
 
 
 def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -85,46 +57,23 @@ def pinned_empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor
     return torch.empty(numel, dtype=dtype, device="cpu", pin_memory=True)
 
 
-class _CudaCopyDone:
-    """A CUDA event recorded on ``device``'s current stream (not the current device's: the
-    batch worker never sets its thread's device, so on ``cuda:1`` that would be GPU 0's). Its
-    wait sleeps (``blocking``) rather than spinning a core."""
-
-    def __init__(self, device: torch.device) -> None:
-        self._device = device
-        self._event = torch.cuda.Event(blocking=BLOCKING_EVENTS)  # type: ignore[no-untyped-call]
-
-    def record(self) -> None:
-        self._event.record(torch.cuda.current_stream(self._device))
-
-    def synchronize(self) -> None:
-        self._event.synchronize()
-
-
 def copy_event(device: torch.device) -> CopyDone:
-    return _CudaCopyDone(device)
+    return CudaCopyDone(device, blocking=BLOCKING_EVENTS)
 
 
 def copy_stream(device: torch.device) -> CopyStream:
-    return _CudaCopyStream(device)
-
-
-@dataclass
-class _HostSlot:
-    """A reused pinned host buffer and the event of the last copy that read it."""
-
-    buffer: torch.Tensor | None = None
-    copied: CopyDone | None = None
+    return CudaCopyStream(device)
 
 
 class ModelRunner:
-    """Runs one VGG19 extractor on one device (see the module docstring)."""
+    """Runs the networks of this server on one device (see the module docstring)."""
 
     def __init__(
         self,
         extractor: VGGFeatures,
         *,
         device: torch.device,
+        networks: Mapping[str, nn.Module] | None = None,
         precision: Precision = "fp32",
         tf32: bool = False,
         channels_last: bool = True,
@@ -133,19 +82,27 @@ class ModelRunner:
         overlap: bool = False,
         pin_memory: bool | None = None,
     ) -> None:
+        """``extractor``: VGG19's network; ``networks``: the others, by registry name."""
         self.device = device
         self.precision: Precision = precision
-        self.tf32 = tf32  # the backbone's fp32 convolutions and matmuls in TF32 (CUDA)
+        self.tf32 = tf32  # the backbones' fp32 convolutions and matmuls in TF32 (CUDA)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.extractor = extractor.to(device).to(memory_format=self.memory_format).eval()
+        self.networks: dict[str, nn.Module] = {
+            name: module.to(device).to(memory_format=self.memory_format).eval()
+            for name, module in {VGG19: extractor, **(networks or {})}.items()
+        }
+        self.extractor = self.networks[VGG19]
         # Pinned host buffers and asynchronous copies: on CUDA unless told (tests pin for meta).
         self.pin_memory = device.type == "cuda" if pin_memory is None else pin_memory
-        self._compiled: Taps | None = None
-        self._compiled_shapes: set[Shape] = set()
+        self._compiled: dict[str, Taps] = {}
+        self._compiled_shapes: dict[str, set[Shape]] = {name: set() for name in self.networks}
         if compile_model:
-            self._compiled = _compile(self.extractor, device, compile_cache_dir)
+            for name, module in self.networks.items():
+                self._compiled[name] = compile_network(
+                    name, module, device, compile_cache_dir, COMPILE_BACKEND
+                )
         self.overlap = overlap and self.pin_memory
-        self._slots = [_HostSlot() for _ in range(2 if self.overlap else 1)]
+        self._slots = [HostSlot() for _ in range(2 if self.overlap else 1)]
         self._turn = 0
         self._copies: CopyStream | None = copy_stream(device) if self.overlap else None
 
@@ -158,12 +115,16 @@ class ModelRunner:
     @property
     def compiling(self) -> bool:
         """Whether warmed-up shapes get compiled kernels."""
-        return self._compiled is not None
+        return bool(self._compiled)
 
     @property
     def compiled_shapes(self) -> frozenset[Shape]:
-        """Image shapes whose forward runs compiled kernels (all others run eagerly)."""
-        return frozenset(self._compiled_shapes)
+        """Image shapes whose VGG19 forward runs compiled kernels (all others run eagerly)."""
+        return self.compiled_shapes_of(VGG19)
+
+    def compiled_shapes_of(self, network: str) -> frozenset[Shape]:
+        """Image shapes whose forward through ``network`` runs compiled kernels."""
+        return frozenset(self._compiled_shapes[network])
 
     def upload(
         self, references: Sequence[torch.Tensor], candidates: Sequence[torch.Tensor]
@@ -208,41 +169,49 @@ class ModelRunner:
 
         return wait
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The five taps of ``images`` ``(N, 3, H, W)`` in [0, 1]: compiled kernels for a shape
-        warmed up with compilation on, the eager module for any other."""
+    def forward(self, images: torch.Tensor, network: str = VGG19) -> list[torch.Tensor]:
+        """The taps of ``images`` ``(N, 3, H, W)`` in [0, 1] through ``network``: compiled
+        kernels for a shape warmed up with compilation on, the eager module for any other."""
         shape = (int(images.shape[2]), int(images.shape[3]))
+        compiled = self._compiled.get(network)
         with torch.inference_mode(), fp32_math(tf32=self.tf32), self._autocast():
-            if self._compiled is None or shape not in self._compiled_shapes:
-                return list(self.extractor(images.contiguous(memory_format=self.memory_format)))
+            if compiled is None or shape not in self._compiled_shapes[network]:
+                module = self.networks[network]
+                return list(module(images.contiguous(memory_format=self.memory_format)))
             # The compiled graphs were traced on inference tensors: give them one (a tensor
             # made outside inference mode would fail the guards and recompile).
             if images.is_inference():
                 images = images.contiguous(memory_format=self.memory_format)
             else:
                 images = images.clone(memory_format=self.memory_format)
-            return self._compiled(_batch_dynamic(images))
+            return compiled(batch_dynamic(images))
 
     def warm_up(self, shapes: Iterable[Shape], batch_size: int) -> None:
-        """Run each shape at ``2 * batch_size`` rows (uncached references plus candidates) so
-        the allocator and oneDNN/cuDNN settle. With compilation on, or on CUDA (where cuDNN picks
+        """Run each shape through each network (a shape under a network's smallest side
+        skips it) at ``2 * batch_size`` rows (uncached references plus candidates) so the
+        allocator and oneDNN/cuDNN settle. With compilation on, or on CUDA (where cuDNN picks
         algorithms per input shape), run every row count a batch can bring, from
         ``2 * batch_size`` down to 1."""
         shapes = list(dict.fromkeys(shapes))
         rows = 2 * batch_size
-        if self._compiled is not None:
-            _allow_graphs(len(shapes) * rows)
+        if self._compiled:
+            allow_graphs(len(shapes) * rows)
         generator = torch.Generator().manual_seed(0)
         with torch.inference_mode():
             for height, width in shapes:
                 images = torch.rand(rows, 3, height, width, generator=generator, device="cpu")
                 images = images.to(self.device)
-                if self._compiled is not None and self._compile_shape(images):
-                    continue  # every row count ran, compiled
-                counts = range(rows, 0, -1) if self.device.type == "cuda" else [rows]
-                for count in counts:
-                    self.forward(images[:count])
+                for network in self.networks:
+                    if min(height, width) >= _min_side(network):
+                        self._warm(network, images)
         self.synchronize()
+
+    def _warm(self, network: str, images: torch.Tensor) -> None:
+        if network in self._compiled and self._compile_shape(network, images):
+            return  # every row count ran, compiled
+        counts = range(images.shape[0], 0, -1) if self.device.type == "cuda" else [images.shape[0]]
+        for count in counts:
+            self.forward(images[:count], network)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -257,8 +226,8 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _compile_shape(self, images: torch.Tensor) -> bool:
-        """Compile the extractor for ``images``' shape by running every row count up to
+    def _compile_shape(self, network: str, images: torch.Tensor) -> bool:
+        """Compile ``network`` for ``images``' shape by running every row count up to
         ``images``', from the largest down; whether it worked (if not, the shape stays eager).
 
         The batch axis is dynamic, so row counts share graphs; dynamo still splits them into a
@@ -267,16 +236,17 @@ class ModelRunner:
         import torch._inductor.config as inductor_config
 
         shape = (int(images.shape[2]), int(images.shape[3]))
-        self._compiled_shapes.add(shape)
+        shapes = self._compiled_shapes[network]
+        shapes.add(shape)
         try:
             # Freezing: the weights become constants, folded and pre-packed for oneDNN (set
             # while tracing: torch.compile's `options` do not reach it).
             with inductor_config.patch(freezing=True):
                 for count in range(images.shape[0], 0, -1):
-                    self.forward(images[:count])
+                    self.forward(images[:count], network)
         except Exception:
-            self._compiled_shapes.discard(shape)
-            log.exception("compiling the extractor for %s failed; that shape runs eagerly", shape)
+            shapes.discard(shape)
+            log.exception("compiling %s for %s failed; that shape runs eagerly", network, shape)
             return False
         return True
 
@@ -285,7 +255,7 @@ class ModelRunner:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
-    def _host_buffer(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, _HostSlot | None]:
+    def _host_buffer(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, HostSlot | None]:
         """A host tensor of ``shape`` in the forward's layout: fresh on the CPU (the device
         itself), otherwise a view of the next pinned buffer (once its last copy has read it)."""
         strides = torch.empty(shape, device="meta").contiguous(memory_format=self.memory_format)
@@ -302,35 +272,10 @@ class ModelRunner:
         return slot.buffer[:numel].as_strided(shape, strides.stride()), slot
 
 
-def _batch_dynamic(images: torch.Tensor) -> torch.Tensor:
-    """Mark the batch axis dynamic and height and width static for the compiled module."""
-    torch._dynamo.mark_dynamic(images, 0)
-    torch._dynamo.mark_static(images, 2)
-    torch._dynamo.mark_static(images, 3)
-    return images
-
-
-def _allow_graphs(graphs: int) -> None:
-    """Let dynamo keep up to ``graphs`` graphs of the extractor (its default limit is 8 per
-    function; past it, calls fall back to eager with a warning)."""
-    import torch._dynamo.config as dynamo_config
-
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, graphs)
-
-
-def _compile(extractor: VGGFeatures, device: torch.device, cache_dir: Path | None) -> Taps:
-    """``torch.compile`` (inductor), kernels cached in ``cache_dir``. Nothing is traced until
-    the first call (``ModelRunner._compile_shape``)."""
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
-        os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
-    log.info("compiling the extractor on %s (cache: %s)", device, cache_dir or "inductor's default")
-    module: Callable[[torch.Tensor], Sequence[torch.Tensor]] = torch.compile(
-        extractor, backend=COMPILE_BACKEND
-    )
-
-    def taps(images: torch.Tensor) -> list[torch.Tensor]:
-        return list(module(images))
-
-    return taps
+def _min_side(network: str) -> int:
+    """The smallest side ``network`` accepts (the registry's; 1 for one it does not know)."""
+    for spec in registry.BACKBONES.values():
+        for entry in spec.networks:
+            if entry.name == network:
+                return entry.min_side
+    return 1

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from app.scoring.types import PairRequest, PairScores
-from app.vocabulary import TAP_NAMES, ScoreName
+from app.vocabulary import MAP_SCORES, TAP_NAMES, ScoreName
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,25 @@ class ScoreSheet:
     def __init__(self, pairs: Sequence[PairRequest]) -> None:
         self._pairs = pairs
         self._entries: list[_Entry] = []
+        self._maps: dict[int, torch.Tensor] = {}
 
     def rows_wanting(self, names: Iterable[ScoreName]) -> list[int]:
         """The pairs that asked for any of ``names``."""
         wanted = set(names)
         return [row for row, pair in enumerate(self._pairs) if pair.scores & wanted]
+
+    def rows_drawing(self, names: Iterable[ScoreName]) -> list[int]:
+        """The pairs that asked for a map drawn by the network of one of ``names``."""
+        wanted = set(names)
+        return [
+            row
+            for row, pair in enumerate(self._pairs)
+            if pair.map_kind is not None and MAP_SCORES[pair.map_kind] in wanted
+        ]
+
+    def put_map(self, row: int, values: torch.Tensor) -> None:
+        """The ``(H, W)`` map pair ``row`` asked for."""
+        self._maps[row] = values.float().clone()  # its own storage, not the whole batch's
 
     def put(
         self,
@@ -57,12 +71,14 @@ class ScoreSheet:
         a batch waiting to be collected keeps nothing of its forward pass alive."""
         blocks = [entry.values.double().reshape(-1) for entry in self._entries]
         arrived = download(torch.cat(blocks)) if blocks else None
+        maps = {row: download(values) for row, values in self._maps.items()}
         layout = [
             (e.field, e.metric, e.rows, e.values[0].numel(), e.values.dim() == 1)
             for e in self._entries
         ]
         wanted = [pair.scores for pair in self._pairs]
         del blocks
+        self._maps = {}
 
         def scores() -> list[PairScores]:
             numbers: list[float] = [] if arrived is None else arrived().tolist()
@@ -76,7 +92,11 @@ class ScoreSheet:
                         value = chunk[0] if scalar else dict(zip(TAP_NAMES, chunk, strict=True))
                         fields[row][name] = value
             return [
-                PairScores(**values, reference_cached=cached[row])
+                PairScores(
+                    **values,
+                    reference_cached=cached[row],
+                    map=maps[row]() if row in maps else None,
+                )
                 for row, values in enumerate(fields)
             ]
 

@@ -62,7 +62,7 @@ async def test_unusable_candidate_is_a_clear_4xx(
     [
         ({"reference": GOOD}, {}, "candidate: field required"),
         ({"reference": GOOD, "image": OTHER}, {}, "candidate"),
-        ({"reference": GOOD, "candidate": OTHER}, {"metrics": "vgg,lpips"}, "unknown score"),
+        ({"reference": GOOD, "candidate": OTHER}, {"metrics": "vgg,niqe"}, "unknown score"),
         ({"reference": GOOD, "candidate": OTHER}, {"size_policy": "stretch"}, "size_policy"),
     ],
 )

@@ -312,7 +312,7 @@ def test_every_answer_carries_the_security_headers(
             "large": pair_files(GOOD, b"\0" * 60_000),
             "bug": pair_files(GOOD, OTHER),
         }[form]
-        data = {"metrics": "lpips" if form == "bad" else "mse"}
+        data = {"metrics": "niqe" if form == "bad" else "mse"}
         response = keyed_app.request(method, path, headers=headers, files=files, data=data)
     assert response.status_code == status, response.text
     for header, value in SECURITY_HEADERS:

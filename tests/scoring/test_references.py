@@ -21,7 +21,7 @@ from app.scoring import (
     Scorer,
     reference_key,
 )
-from app.vocabulary import ALL_SCORES
+from app.vocabulary import DEFAULT_SCORES
 from tests.support.images import distort, encode, photo, to_tensor
 from tests.support.models import cpu_runner
 
@@ -317,4 +317,4 @@ def test_service_cache_on_and_off(make_settings: Callable[..., Settings]) -> Non
 
 
 def test_all_metrics_constant_matches_fields() -> None:
-    assert frozenset(FIELDS) == ALL_SCORES
+    assert frozenset(FIELDS) == DEFAULT_SCORES  # what a request that names no scores gets

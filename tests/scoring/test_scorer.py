@@ -186,8 +186,8 @@ def test_a_launched_batch_keeps_nothing_of_its_forward_pass(
     taps: list[weakref.ref[torch.UntypedStorage]] = []
     forward = scorer.runner.forward
 
-    def watched(images: torch.Tensor) -> list[torch.Tensor]:
-        outputs = forward(images)
+    def watched(images: torch.Tensor, network: str = "vgg19") -> list[torch.Tensor]:
+        outputs = forward(images, network)
         taps.extend(weakref.ref(t.untyped_storage()) for t in outputs)  # views keep it alive
         return outputs
 
@@ -209,7 +209,7 @@ def test_pair_request_validates() -> None:
     with pytest.raises(ValueError, match="one shape"):
         PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 21))
     with pytest.raises(ValueError, match="subset"):
-        PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 20), scores=frozenset({"lpips"}))  # type: ignore[arg-type]
+        PairRequest(torch.rand(3, 20, 20), torch.rand(3, 20, 20), scores=frozenset({"blur"}))  # type: ignore[arg-type]
 
 
 def test_channels_last_and_contiguous_agree(extractor: VGGFeatures) -> None:

@@ -1,6 +1,7 @@
-"""TF32 belongs to the backbone's forward pass alone: every other torch call of a batch (SSIM's
-Gaussian filter, the Gram matrices, the masked sums, and any metric added later) runs with IEEE
-fp32 in every precision mode, whatever the process-wide flags were. Checked on the CPU by reading
+"""TF32 belongs to the backbones' forward passes alone: every other torch call of a batch (SSIM's
+Gaussian filter, the Gram matrices, the masked sums, LPIPS's and DISTS's heads and statistics,
+the LPIPS map, and any metric added later) runs with IEEE fp32 in every precision mode, whatever
+the process-wide flags were. Checked on the CPU by reading
 the backend flags at every torch call of a scored batch (a ``TorchFunctionMode``), inside and
 outside the extractor, and why it matters: TF32's 10-bit mantissa, emulated on the CPU, moves
 SSIM by percent against the 1e-4 that GPU scores are held to."""
@@ -15,19 +16,22 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import app.scoring.factory as factory
+import app.scoring.network_scores as network_scores_module
 import app.scoring.scorer as scorer_module
 from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, ReferenceCache, Scorer
-from app.vocabulary import Precision
+from app.vocabulary import ALL_SCORES, Precision
 from tests.support.images import distort, photo, to_tensor
 
 SIDE = 48
 METRICS = ("mse", "psnr", "ssim", "reference_moments", "gram_matrices", "style_distance",
            "vgg_distance")  # fmt: skip
+NETWORK_METRICS = ("lpips", "dists", "lpips_map")  # app.scoring.network_scores
 
 
 CUDNN_CONV: Any = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch >= 2.9
@@ -71,37 +75,40 @@ def watch(runner: ModelRunner, seen: FlagsSeen, monkeypatch: pytest.MonkeyPatch)
     of the scorer sees when it is called."""
     forward = runner.forward
 
-    def backbone(images: torch.Tensor) -> Any:
+    def backbone(images: torch.Tensor, network: str = "vgg19") -> Any:
         seen.in_backbone = True
         try:
-            return forward(images)
+            return forward(images, network)
         finally:
             seen.in_backbone = False
 
     monkeypatch.setattr(runner, "forward", backbone)
     metrics: dict[str, Any] = {}
-    for name in METRICS:
-        real = getattr(scorer_module, name)
+    for module, names in ((scorer_module, METRICS), (network_scores_module, NETWORK_METRICS)):
+        for name in names:
+            real = getattr(module, name)
 
-        def wrapped(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-            metrics.setdefault(_name, set()).add(tf32_enabled())
-            return _real(*args, **kwargs)
+            def wrapped(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                metrics.setdefault(_name, set()).add(tf32_enabled())
+                return _real(*args, **kwargs)
 
-        monkeypatch.setattr(scorer_module, name, wrapped)
+            monkeypatch.setattr(module, name, wrapped)
     return metrics
 
 
 def batch() -> list[PairRequest]:
-    """Every path: plain pairs, a masked pair, a repeated (cached) reference."""
+    """Every path: plain pairs, a masked pair, a repeated (cached) reference, every score and
+    the LPIPS map."""
     image = photo("astronaut", SIDE)
     reference = to_tensor(image)
     mask = torch.zeros(1, SIDE, SIDE, dtype=torch.bool)
     mask[:, 4:40, 8:44] = True
     noisy = to_tensor(distort(image, "noise"))
+    every = ALL_SCORES
     return [
-        PairRequest(reference, to_tensor(distort(image, "jpeg")), reference_key="a"),
-        PairRequest(reference, torch.where(mask, noisy, reference), reference_key="a", mask=mask),
-        PairRequest(to_tensor(photo("coffee", SIDE)), to_tensor(photo("chelsea", SIDE))),
+        PairRequest(reference, to_tensor(distort(image, "jpeg")), every, "a", map_kind="lpips"),
+        PairRequest(reference, torch.where(mask, noisy, reference), every, "a", mask=mask),
+        PairRequest(to_tensor(photo("coffee", SIDE)), to_tensor(photo("chelsea", SIDE)), every),
     ]
 
 
@@ -115,7 +122,7 @@ def assert_tf32_in_the_backbone_only(seen: FlagsSeen, metrics: dict[str, Any]) -
     assert outside, "no torch call outside the backbone was seen"
     leaked = sorted({name for name, flags in outside if flags != (False, False)})
     assert not leaked, f"TF32 on outside the backbone, in: {leaked}"
-    assert set(metrics) == set(METRICS), "a metric function was not reached"
+    assert set(metrics) == {*METRICS, *NETWORK_METRICS}, "a metric function was not reached"
     for name, flags in metrics.items():
         assert flags == {(False, False)}, name
 
@@ -123,9 +130,14 @@ def assert_tf32_in_the_backbone_only(seen: FlagsSeen, metrics: dict[str, Any]) -
 @pytest.mark.usefixtures("restored_flags")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_tf32_reaches_the_backbone_and_no_metric(
-    extractor: VGGFeatures, monkeypatch: pytest.MonkeyPatch, precision: Precision
+    extractor: VGGFeatures,
+    networks: dict[str, nn.Module],
+    monkeypatch: pytest.MonkeyPatch,
+    precision: Precision,
 ) -> None:
-    runner = ModelRunner(extractor, device=torch.device("cpu"), precision=precision, tf32=True)
+    runner = ModelRunner(
+        extractor, device=torch.device("cpu"), networks=networks, precision=precision, tf32=True
+    )
     scorer = Scorer(runner, ReferenceCache(8, 1 << 30))
     seen = FlagsSeen()
     metrics = watch(runner, seen, monkeypatch)
@@ -140,7 +152,7 @@ def test_tf32_reaches_the_backbone_and_no_metric(
 
 @pytest.mark.usefixtures("restored_flags")
 def test_the_service_with_tf32_keeps_it_out_of_the_metrics(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    network_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``build_scorer`` on a (stand-in) CUDA device with ``SIMSCORE_TF32=true``: the process-wide
     flags stay IEEE, the runner scopes TF32 around its forward pass."""
@@ -153,7 +165,7 @@ def test_the_service_with_tf32_keeps_it_out_of_the_metrics(
         return real_runner(extractor, **options)
 
     monkeypatch.setattr(factory, "ModelRunner", on_the_cpu)
-    scorer, _ = factory.build_scorer(make_settings(tf32=True))
+    scorer, _ = factory.build_scorer(network_settings(tf32=True))
     seen = FlagsSeen()
     metrics = watch(scorer.runner, seen, monkeypatch)
     pairs = batch()

@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ApiKey
+from app.api.error_schemas import ERROR_RESPONSES
 from app.api.forms import FormSpec
-from app.api.schemas import ERROR_RESPONSES
 
 
 def scoring_post(

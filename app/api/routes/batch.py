@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 
 from app.api.deps import AdmissionDep
+from app.api.error_schemas import BatchItemError, ErrorBody
 from app.api.errors import error_item
 from app.api.fields import (
     CANDIDATES,
@@ -23,13 +24,7 @@ from app.api.fields import (
 from app.api.forms import FormLimits, FormSpec, Upload
 from app.api.multipart import read_form
 from app.api.routes import scoring_post
-from app.api.schemas import (
-    BatchItemError,
-    BatchResponse,
-    CompareResponse,
-    ErrorBody,
-    compare_response,
-)
+from app.api.schemas import BatchResponse, CompareResponse, compare_response
 from app.api.verdicts import batch_summary
 from app.api.waiting import until_done
 from app.pipeline import Comparison

@@ -48,15 +48,16 @@ FORM = FormSpec(
 
 @scoring_post(router, "/compare", FORM, SUMMARY, response_model=CompareResponse)
 async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
-    """Upload a ``reference`` and a ``candidate``; the answer has the five scores, per-layer
-    values, what was compared and what scored it, and with ``thresholds`` its verdict."""
+    """Upload a ``reference`` and a ``candidate``; the answer has the scores asked for (the
+    default five when ``scores`` names none), per-layer values, what was compared and what
+    scored it, and with ``thresholds`` its verdict."""
     started = time.monotonic()
     pipeline = admitted.pipeline
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
     thresholds = verdict_thresholds(form, pipeline.settings.default_thresholds)
-    options = compare_options(form, thresholds)
     include_map = form.flag("include_map")
     kind = map_kind(form)
+    options = compare_options(form, thresholds, kind if include_map else None)
     reference, candidate = form.file("reference"), form.file("candidate")
     comparison = await until_done(
         request,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import AdmissionDep
+from app.api.error_schemas import ERROR_RESPONSES
 from app.api.fields import (
     CANDIDATE,
     KIND,
@@ -21,7 +22,6 @@ from app.api.fields import (
 from app.api.forms import FormLimits, FormSpec
 from app.api.multipart import read_form
 from app.api.routes import scoring_post
-from app.api.schemas import ERROR_RESPONSES
 from app.api.waiting import until_done
 from app.vocabulary import MAP_RANGES
 
@@ -35,7 +35,10 @@ MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
         "and repeated in X-Map-Range.",
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
         "headers": {
-            "X-Map-Kind": {"description": "ssim or abs.", "schema": {"type": "string"}},
+            "X-Map-Kind": {
+                "description": "The map's kind (the MapKind schema).",
+                "schema": {"type": "string"},
+            },
             "X-Map-Range": {
                 "description": "'lo,hi': the values drawn as the first and the last colour.",
                 "schema": {"type": "string", "example": "0.0,1.0"},
@@ -51,11 +54,12 @@ MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
     """The two images are decoded and sized exactly as ``POST /compare`` does; the PNG is the
-    ``kind`` map at that size through the viridis colour map (ranges in docs/dashboard.md)."""
+    ``kind`` map at that size through the viridis colour map (ranges in docs/dashboard.md). An
+    ``lpips`` or ``lpips_vgg`` map is computed by that score's network on the batch worker."""
     pipeline = admitted.pipeline
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
-    options = compare_options(form)
     kind = map_kind(form)
+    options = compare_options(form, map_kind=kind)
     png = await until_done(
         request,
         pipeline.difference_map(
@@ -63,6 +67,7 @@ async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
             form.file("candidate"),
             kind,
             options,
+            deadline=admitted.deadline,
             budget=admitted.pixels,
         ),
         admitted,

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import ServiceDep, check_api_key
-from app.api.schemas import ErrorResponse, Health
+from app.api.error_schemas import ErrorResponse, Health
 
 router = APIRouter(tags=["operations"])
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.vocabulary import LOWER_IS_MORE_ALIKE, SCORE_NAMES
+from app.vocabulary import DEFAULT_SCORE_NAMES, LOWER_IS_MORE_ALIKE
 from tests.support.images import distort, encode, photo
 from tests.support.servers import running_client
 from tests.support.settings import settings_for
@@ -70,13 +70,13 @@ def test_looser_bounds_pass_and_one_tighter_bound_fails_alone(
     client: TestClient, candidate: bytes
 ) -> None:
     scores = compare(client, candidate)["scores"]
-    assert all(scores[name] is not None and scores[name] > 0 for name in SCORE_NAMES)
-    looser = {name: bound(name, scores[name], looser=True) for name in SCORE_NAMES}
+    assert all(scores[name] is not None and scores[name] > 0 for name in DEFAULT_SCORE_NAMES)
+    looser = {name: bound(name, scores[name], looser=True) for name in DEFAULT_SCORE_NAMES}
     verdict = compare(client, candidate, thresholds=",".join(looser.values()))["verdict"]
     assert verdict == {"passed": True, "failed": []}
-    for name in SCORE_NAMES:
+    for name in DEFAULT_SCORE_NAMES:
         tighter = bound(name, scores[name], looser=False)
-        conditions = ",".join(tighter if n == name else looser[n] for n in SCORE_NAMES)
+        conditions = ",".join(tighter if n == name else looser[n] for n in DEFAULT_SCORE_NAMES)
         verdict = compare(client, candidate, thresholds=conditions)["verdict"]
         assert verdict == {"passed": False, "failed": [tighter]}, name
 
@@ -86,7 +86,7 @@ def test_the_boundary_value_itself_passes(client: TestClient) -> None:
     first = compare(client, JPEG)["scores"]
     conditions = ",".join(
         f"{name}{'<=' if name in LOWER_IS_MORE_ALIKE else '>='}{first[name]!r}"
-        for name in SCORE_NAMES
+        for name in DEFAULT_SCORE_NAMES
     )
     again = compare(client, JPEG, thresholds=conditions)
     assert again["scores"] == first, "the same pair, alone, computed the same way"

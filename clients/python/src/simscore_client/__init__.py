@@ -9,6 +9,9 @@ It needs only httpx (and Pillow when given PIL images), not torch::
         print(result.scores.ssim, result.scores.vgg)
         checked = client.compare("golden/hero.png", "renders/hero.png", thresholds="ssim>=0.92")
         print(checked.verdict.passed, checked.verdict.failed)
+        if any(s.name == "lpips" and s.available for s in client.scores()):
+            lpips = client.compare("golden/hero.png", "renders/hero.png", scores="lpips,ssim")
+            print(lpips.scores.lpips, lpips.scores.ssim)
 
 Images may be paths, bytes or PIL images. Errors raise ``SimscoreAPIError`` subclasses that
 carry the server's ``detail``; 429 and 503 answers are retried with exponential backoff that
@@ -36,6 +39,7 @@ from simscore_client.results import (
     BatchSummary,
     CompareResult,
     DifferenceMap,
+    ScoreInfo,
     Scores,
     Verdict,
     csv_row_of,
@@ -58,6 +62,7 @@ __all__ = [
     "OverloadedError",
     "PayloadTooLargeError",
     "RetryPolicy",
+    "ScoreInfo",
     "Scores",
     "ServerError",
     "SimscoreAPIError",

@@ -24,6 +24,7 @@ from simscore_client.results import (
     BatchSummary,
     CompareResult,
     DifferenceMap,
+    ScoreInfo,
 )
 from simscore_client.vocabulary import MapKind, SizePolicy
 
@@ -91,11 +92,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Request:
-    """One POST, ready to send (and to send again on a retry)."""
+    """One request, ready to send (and to send again on a retry): a POST of a form, or a GET."""
 
     path: str
     files: Files
     data: dict[str, str]
+    method: str = "POST"
+
+
+SCORES_REQUEST = Request("/scores", [], {}, "GET")
 
 
 def _file(image: ImageInput, name: str) -> tuple[str, bytes, str]:
@@ -224,6 +229,11 @@ def raise_for_error(response: httpx.Response) -> httpx.Response:
         request_id=request_id or response.headers.get("x-request-id"),
         retry_after_s=retry_after_s(response.headers.get("retry-after")),
     )
+
+
+def score_infos(response: httpx.Response) -> list[ScoreInfo]:
+    """``GET /scores``: every score, in the order the answers list them."""
+    return [ScoreInfo.from_json(item) for item in response.json()["scores"]]
 
 
 def compare_result(response: httpx.Response) -> CompareResult:

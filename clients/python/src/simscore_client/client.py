@@ -18,6 +18,7 @@ import httpx
 
 from simscore_client._base import (
     DEFAULT_BASE_URL,
+    SCORES_REQUEST,
     BaseClient,
     BatchOptions,
     CompareOptions,
@@ -33,8 +34,9 @@ from simscore_client._base import (
     map_kind_of,
     map_request,
     raise_for_error,
+    score_infos,
 )
-from simscore_client.results import BatchResults, CompareResult, DifferenceMap
+from simscore_client.results import BatchResults, CompareResult, DifferenceMap, ScoreInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -97,16 +99,25 @@ class SimscoreClient(BaseClient):
     def difference_map(
         self, reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
     ) -> DifferenceMap:
-        """The heat map PNG (``POST /compare/map``). Options: ``map_kind``, ``size_policy``,
-        ``mask``."""
+        """The heat map PNG (``POST /compare/map``). Options: ``map_kind`` (``ssim``, ``abs``,
+        ``lpips``, ``lpips_vgg``), ``size_policy``, ``mask``."""
         response = self._post(map_request(reference, candidate, **options))
         return difference_map(response, map_kind_of(options))
+
+    def scores(self) -> list[ScoreInfo]:
+        """Every score the server knows (``GET /scores``): its backbone, direction, smallest
+        side, whether it is a default, and whether this server can compute it (and why not)."""
+        return score_infos(self._post(SCORES_REQUEST))
 
     def _post(self, request: Request) -> httpx.Response:
         attempt = 0
         while True:
-            response = self._http.post(
-                self.url(request), files=request.files, data=request.data, headers=self.headers
+            response = self._http.request(
+                request.method,
+                self.url(request),
+                files=request.files or None,
+                data=request.data or None,
+                headers=self.headers,
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:
@@ -167,11 +178,19 @@ class AsyncSimscoreClient(BaseClient):
         response = await self._post(map_request(reference, candidate, **options))
         return difference_map(response, map_kind_of(options))
 
+    async def scores(self) -> list[ScoreInfo]:
+        """See ``SimscoreClient.scores``."""
+        return score_infos(await self._post(SCORES_REQUEST))
+
     async def _post(self, request: Request) -> httpx.Response:
         attempt = 0
         while True:
-            response = await self._http.post(
-                self.url(request), files=request.files, data=request.data, headers=self.headers
+            response = await self._http.request(
+                request.method,
+                self.url(request),
+                files=request.files or None,
+                data=request.data or None,
+                headers=self.headers,
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:

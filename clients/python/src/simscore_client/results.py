@@ -4,24 +4,58 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from simscore_client.errors import SimscoreAPIError
-from simscore_client.vocabulary import SCORE_NAMES, csv_row
+from simscore_client.vocabulary import DEFAULT_SCORE_NAMES, SCORE_NAMES, csv_row
 
 
 @dataclass(frozen=True)
 class Scores:
-    """The five scores; ``None`` where not asked for (and ``psnr`` for identical images)."""
+    """Every score, in ``SCORE_NAMES`` order; ``None`` where not asked for (and ``psnr`` for
+    identical images). A request that names no scores gets the first five; ``lpips``,
+    ``lpips_vgg`` and ``dists`` are opt-in (``scores="lpips,dists"``)."""
 
     vgg: float | None
     style: float | None
     ssim: float | None
     mse: float | None
     psnr: float | None
+    lpips: float | None = None
+    lpips_vgg: float | None = None
+    dists: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """One score as ``GET /scores`` lists it: its backbone (None: computed from the pixels),
+    ``direction`` (``"lower"``: lower is more alike), the smallest side it accepts, whether a
+    request gets it by default, and whether this server can compute it (``reason``: why not)."""
+
+    name: str
+    backbone: str | None
+    direction: str
+    min_side: int
+    default: bool
+    available: bool
+    reason: str | None
+    map_kind: str | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ScoreInfo:
+        return cls(
+            name=str(body["name"]),
+            backbone=body.get("backbone"),
+            direction=str(body["direction"]),
+            min_side=int(body["min_side"]),
+            default=bool(body["default"]),
+            available=bool(body["available"]),
+            reason=body.get("reason"),
+            map_kind=body.get("map_kind"),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +101,7 @@ class CompareResult:
     height: int
     resized: bool
     mask_coverage: float | None
-    model: dict[str, str]
+    model: dict[str, Any]  # VGG19 (name, weights, sha256), device, precision, "backbones"
     timing_ms: dict[str, float]
     reference_cached: bool
     map_png: bytes | None
@@ -121,8 +155,11 @@ class DifferenceMap:
         Path(path).write_bytes(self.png)
 
 
-def csv_row_of(candidate: str, item: BatchItem) -> list[str]:
-    """The ``vocabulary.CSV_COLUMNS`` row of one candidate's result or error."""
+def csv_row_of(
+    candidate: str, item: BatchItem, *, scores: Sequence[str] = DEFAULT_SCORE_NAMES
+) -> list[str]:
+    """The CSV row of one candidate's result or error: ``vocabulary.CSV_COLUMNS``, or with
+    ``scores`` the columns ``csv_columns(scores)`` (``score_columns`` chooses them)."""
     if isinstance(item, SimscoreAPIError):
-        return csv_row(candidate, None, item.detail)
-    return csv_row(candidate, item.raw)
+        return csv_row(candidate, None, item.detail, scores=scores)
+    return csv_row(candidate, item.raw, scores=scores)

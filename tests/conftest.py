@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
-
 from torch import nn
 
 from app.config import Settings
@@ -42,14 +41,24 @@ def scorer(extractor: VGGFeatures) -> Scorer:
 
 
 @pytest.fixture(scope="session")
-def backbone_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Seeded random AlexNet and VGG16 ``features`` files (``tests.support.packages.SEEDS``),
-    by backbone name: what ``SIMSCORE_ALEXNET_WEIGHTS`` / ``SIMSCORE_VGG16_WEIGHTS`` name."""
+def seeded_backbones(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, dict[str, torch.Tensor]]]:
+    """Seeded random AlexNet and VGG16 ``features`` state_dicts (``tests.support.packages.SEEDS``)
+    saved like a user's files, by backbone name: each file and its state (for the reference
+    packages' side)."""
     directory = tmp_path_factory.mktemp("backbones")
     return {
-        spec.name: seeded_backbone(directory, spec)[0]
-        for spec in (registry.ALEXNET, registry.VGG16)
+        spec.name: seeded_backbone(directory, spec) for spec in (registry.ALEXNET, registry.VGG16)
     }
+
+
+@pytest.fixture(scope="session")
+def backbone_files(
+    seeded_backbones: dict[str, tuple[Path, dict[str, torch.Tensor]]],
+) -> dict[str, Path]:
+    """What ``SIMSCORE_ALEXNET_WEIGHTS`` / ``SIMSCORE_VGG16_WEIGHTS`` name in tests."""
+    return {name: path for name, (path, _) in seeded_backbones.items()}
 
 
 @pytest.fixture(scope="session")

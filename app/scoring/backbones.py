@@ -45,9 +45,8 @@ def load_optional_backbones(settings: Settings) -> OptionalBackbones:
             spec, source, seed=settings.random_seed, expected_sha256=expected, download=False
         )
         if isinstance(loaded, Unavailable):
-            log.warning(
-                "%s; its scores (%s) are unavailable", loaded.message, ", ".join(spec.scores)
-            )
+            scores = ", ".join(spec.scores)
+            log.warning("%s Until then, unavailable: %s.", loaded.message, scores)
             found.unavailable[spec.name] = loaded.message
             continue
         for network in spec.networks:  # VGG16's two networks share one copy of its weights

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.errors import InvalidRequest, NotAnImage
+from app.errors import ImageTooSmall, InvalidRequest, NotAnImage
 from app.imaging import PreparedImage
 from app.pipeline import DecodedRequest
 from app.pipeline.prepare import prepare_pairs
@@ -44,3 +44,21 @@ def test_a_mask_without_a_window_centre_is_refused_only_for_ssim() -> None:
     assert len(prepare_pairs(_decoded(mask), frozenset({"mse", "vgg"}))) == 2
     with pytest.raises(InvalidRequest, match="SSIM window centre"):
         prepare_pairs(_decoded(mask), frozenset({"ssim"}))
+
+
+def _sized(side: int) -> DecodedRequest:
+    image = PreparedImage(torch.zeros(3, side, side + 7), (side + 7, side), resized=False)
+    return DecodedRequest(image, "key", None, [image])
+
+
+def test_a_scores_smallest_side_is_checked_only_when_it_is_asked_for() -> None:
+    """30 px: under lpips's 31 (AlexNet), enough for the others; the map's network counts."""
+    assert len(prepare_pairs(_sized(30), frozenset({"ssim", "vgg", "lpips_vgg", "dists"}))) == 1
+    with pytest.raises(ImageTooSmall, match=r"lpips needs both sides of at least 31 px.*37x30"):
+        prepare_pairs(_sized(30), frozenset({"ssim", "lpips"}))
+    with pytest.raises(ImageTooSmall, match="lpips needs"):
+        prepare_pairs(_sized(30), frozenset({"ssim"}), "lpips")
+    (pair,) = prepare_pairs(_sized(31), frozenset({"ssim"}), "lpips")
+    assert isinstance(pair, PairRequest) and pair.map_kind == "lpips"
+    (plain,) = prepare_pairs(_sized(31), frozenset({"ssim"}), "abs")
+    assert isinstance(plain, PairRequest) and plain.map_kind is None  # drawn from the pixels

@@ -35,10 +35,12 @@ function explain(status, detail, sentKey, retryAfter) {
 
 /**
  * POST a multipart form to `path` (relative, so the page also works under a path prefix).
- * `options`: `key` (sent as a Bearer token when set), `mask`, `sizePolicy` and `thresholds`
- * (sent only when given: left empty, the server's SIMSCORE_THRESHOLDS, if any, applies).
+ * `options`: `key` (sent as a Bearer token when set), `mask`, `sizePolicy`, `scores` and
+ * `thresholds` (sent only when given: left empty, the server's defaults apply: the default
+ * scores, and SIMSCORE_THRESHOLDS if it has any).
  */
 async function post(path, form, options) {
+  if (options.scores) form.append("scores", options.scores);
   if (options.mask) form.append("mask", options.mask);
   if (options.sizePolicy) form.append("size_policy", options.sizePolicy);
   if (options.thresholds) form.append("thresholds", options.thresholds);
@@ -86,6 +88,6 @@ export async function differenceMap(reference, candidate, kind, options) {
   form.append("reference", reference);
   form.append("candidate", candidate);
   form.append("map_kind", kind);
-  const response = await post("compare/map", form, { ...options, thresholds: "" });
+  const response = await post("compare/map", form, { ...options, thresholds: "", scores: null });
   return { png: await response.blob(), range: response.headers.get("X-Map-Range") };
 }

@@ -3,6 +3,7 @@
 // build step, no dependency, nothing loaded from elsewhere (the page's CSP forbids it).
 
 import { compareBatch, compareOne, differenceMap, storeKey, storedKey } from "./api.js";
+import { chosenScores, fillPicker, loadCatalog, showMapKinds } from "./catalog.js";
 import { offerDownloads } from "./export.js";
 import { byName, fileUrl, setUpPicker } from "./pickers.js";
 import { showProvenance } from "./provenance.js";
@@ -25,8 +26,11 @@ const keyInput = form.elements.api_key;
 const submitButton = form.querySelector("button[type=submit]");
 const reviewFilter = review.querySelector(".review-filter");
 const failuresOnly = document.getElementById("failures-only");
+const picker = document.getElementById("score-picker");
+const viewerRoot = document.getElementById("viewer");
 
 let run = null; // the last successful comparison: {reference, options, entries}
+let catalogKnown = false; // GET /scores answered (with the key of the time)
 
 function setStatus(text, state) {
   statusLine.textContent = text;
@@ -41,7 +45,16 @@ function requestOptions() {
     sizePolicy: form.elements.size_policy.value,
     mask: form.elements.mask.files[0] || null,
     thresholds: form.elements.thresholds.value.trim(),
+    scores: chosenScores(picker),
   };
+}
+
+/** Ask the server which scores it can compute (again when the key changes). */
+async function refreshCatalog() {
+  const entries = await loadCatalog(keyInput.value.trim());
+  catalogKnown = entries !== null;
+  fillPicker(picker, entries);
+  showMapKinds(viewerRoot, entries);
 }
 
 async function loadMap(pair, kind) {
@@ -50,7 +63,7 @@ async function loadMap(pair, kind) {
   return URL.createObjectURL(png);
 }
 
-const viewer = createViewer(document.getElementById("viewer"), loadMap);
+const viewer = createViewer(viewerRoot, loadMap);
 const table = createTable(document.getElementById("review-table"), openEntry);
 
 function openEntry(entry) {
@@ -58,7 +71,6 @@ function openEntry(entry) {
   document.getElementById("pair-name").textContent = entry.name;
   showScores(pairSection, entry.item);
   showVerdict(pairSection, entry.item);
-  const viewerRoot = document.getElementById("viewer");
   viewerRoot.hidden = Boolean(entry.item.error);
   if (!entry.item.error) {
     entry.pair ??= {
@@ -131,6 +143,7 @@ async function compare(event) {
       item: items[i],
     }));
     run = { reference, options, entries };
+    if (!catalogKnown) await refreshCatalog(); // the key is good now: the heat-map kinds
     show(run);
     setStatus(summary(entries), "done");
   } catch (error) {
@@ -146,6 +159,9 @@ async function compare(event) {
 
 keyInput.value = storedKey();
 keyInput.addEventListener("input", () => storeKey(keyInput.value.trim()));
+keyInput.addEventListener("change", refreshCatalog);
+fillPicker(picker, null);
+refreshCatalog();
 document.querySelectorAll("[data-drop-for]").forEach((zone) => setUpPicker(form, zone));
 form.addEventListener("submit", compare);
 failuresOnly.addEventListener("change", () => table.onlyNotPassed(failuresOnly.checked));

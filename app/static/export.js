@@ -2,18 +2,14 @@
 // (simscore_client/vocabulary.py: CSV_COLUMNS, csv_value, csv_row; Python's csv module), and
 // JSON with every item as the API returned it.
 
-import { SCORE_NAMES, pythonFloatRepr } from "./format.js";
+import { DEFAULT_SCORES, pythonFloatRepr, scoreColumns } from "./format.js";
 
-export const CSV_COLUMNS = [
-  "candidate",
-  ...SCORE_NAMES,
-  "width",
-  "height",
-  "resized",
-  "passed",
-  "failed",
-  "error",
-];
+/** The header for these score columns (`csv_columns` in the vocabulary). */
+export function csvColumns(scores = DEFAULT_SCORES) {
+  return ["candidate", ...scores, "width", "height", "resized", "passed", "failed", "error"];
+}
+
+export const CSV_COLUMNS = csvColumns();
 
 /** One cell as `csv_value` writes it: floats as Python's repr, null empty, booleans lower case. */
 function floatCell(value) {
@@ -22,15 +18,18 @@ function floatCell(value) {
     : pythonFloatRepr(value);
 }
 
-/** The row of one candidate, as `csv_row(name, body)` or `csv_row(name, None, detail)`. */
-export function csvRow(name, item) {
+/**
+ * The row of one candidate for the score columns `scores`, as `csv_row(name, body, scores=...)`
+ * or `csv_row(name, None, detail, scores=...)`.
+ */
+export function csvRow(name, item, scores = DEFAULT_SCORES) {
   if (item.error) {
-    return [name, ...Array(CSV_COLUMNS.length - 2).fill(""), item.error.detail || "error"];
+    return [name, ...Array(scores.length + 5).fill(""), item.error.detail || "error"];
   }
-  const { scores, image, verdict } = item;
+  const { image, verdict } = item;
   return [
     name,
-    ...SCORE_NAMES.map((score) => floatCell(scores[score])),
+    ...scores.map((score) => floatCell(item.scores[score])),
     String(image.width),
     String(image.height),
     image.resized ? "true" : "false",
@@ -45,9 +44,16 @@ function quote(field) {
   return /[",\r\n]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field;
 }
 
-/** `entries`: [{name, item}] in the order scored. Lines end with CRLF, as Python's csv does. */
+/**
+ * `entries`: [{name, item}] in the order scored; the columns of `scoreColumns` for their items.
+ * Lines end with CRLF, as Python's csv does.
+ */
 export function toCsv(entries) {
-  const rows = [CSV_COLUMNS, ...entries.map((entry) => csvRow(entry.name, entry.item))];
+  const scores = scoreColumns(entries.map((entry) => entry.item));
+  const rows = [
+    csvColumns(scores),
+    ...entries.map((entry) => csvRow(entry.name, entry.item, scores)),
+  ];
   return rows.map((row) => `${row.map(quote).join(",")}\r\n`).join("");
 }
 

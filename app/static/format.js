@@ -1,6 +1,26 @@
 // Numbers: one rule for the screen (readable) and one for files (exact, as Python writes them).
 
-export const SCORE_NAMES = ["vgg", "style", "ssim", "mse", "psnr"];
+// The wire vocabulary (simscore_client/vocabulary.py): every score, and the default ones.
+export const DEFAULT_SCORES = ["vgg", "style", "ssim", "mse", "psnr"];
+export const SCORE_NAMES = [...DEFAULT_SCORES, "lpips", "lpips_vgg", "dists"];
+// Which way is "less alike": larger distances, smaller ssim and psnr (GET /scores: direction).
+export const LOWER_IS_MORE_ALIKE = new Set(["vgg", "style", "mse", "lpips", "lpips_vgg", "dists"]);
+
+/**
+ * The score columns of a table or a CSV of these answers, as `score_columns` in the vocabulary
+ * chooses them: the default scores, then every other score that a scored answer has a value for.
+ */
+export function scoreColumns(items) {
+  const shown = new Set(DEFAULT_SCORES);
+  for (const item of items) {
+    if (item.error || !item.scores) continue;
+    for (const name of SCORE_NAMES) {
+      const value = item.scores[name];
+      if (value !== null && value !== undefined) shown.add(name);
+    }
+  }
+  return SCORE_NAMES.filter((name) => shown.has(name));
+}
 export const TAP_NAMES = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 export const SIGNIFICANT_DIGITS = 4;
 const NOT_COMPUTED = "\u2014"; // an em dash: the server did not compute this value

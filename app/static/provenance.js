@@ -13,7 +13,9 @@ export function showProvenance(root, item) {
     return;
   }
   const { model, image } = item;
-  warning.hidden = model.weights !== "random";
+  const randomBackbones = Object.values(model.backbones || {}).some((b) => b.weights === "random");
+  warning.hidden = model.weights !== "random" && !randomBackbones;
+  warning.querySelector("[data-warning-extra]").hidden = !randomBackbones;
   const fields = {
     model: model.name,
     weights: model.weights,

@@ -1,12 +1,16 @@
-// The pair view's numbers: the five scores, the per-layer bars, the compared size.
+// The pair view's numbers: the default scores and any other the answer has, the per-layer bars,
+// the compared size.
 
+import { meaning } from "./catalog.js";
 import {
-  SCORE_NAMES,
+  DEFAULT_SCORES,
+  LOWER_IS_MORE_ALIKE,
   TAP_NAMES,
   formatMs,
   formatNumber,
   formatScore,
   fullValue,
+  scoreColumns,
 } from "./format.js";
 
 function fillBars(table, layers) {
@@ -47,10 +51,31 @@ function describeImage(item) {
     (item.reference_cached ? " (reference features from the cache)." : ".");
 }
 
+/** The rows of the opt-in scores `item` has, after the default five (made afresh each time). */
+function extraRows(root, item) {
+  const body = root.querySelector("table.scores tbody");
+  body.querySelectorAll("tr[data-extra]").forEach((row) => row.remove());
+  const extra = item.error ? [] : scoreColumns([item]).filter((n) => !DEFAULT_SCORES.includes(n));
+  for (const name of extra) {
+    const row = body.insertRow();
+    row.dataset.extra = "";
+    const head = document.createElement("th");
+    head.scope = "row";
+    head.textContent = name;
+    row.append(head);
+    const output = document.createElement("output");
+    output.dataset.metric = name;
+    row.insertCell().append(output);
+    const identical = LOWER_IS_MORE_ALIKE.has(name) ? "0" : "1";
+    row.insertCell().textContent = `${meaning(name)} (${identical} = identical)`;
+  }
+  return extra;
+}
+
 /** Show `item` (a `/compare` answer or a batch item) in the pair view `root`. */
 export function showScores(root, item) {
   const failed = Boolean(item.error);
-  for (const name of SCORE_NAMES) {
+  for (const name of [...DEFAULT_SCORES, ...extraRows(root, item)]) {
     const output = root.querySelector(`output[data-metric="${name}"]`);
     output.textContent = failed ? "" : formatScore(name, item.scores[name], item.scores);
     output.title = failed ? "" : fullValue(name, item.scores[name], item.scores);

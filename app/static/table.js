@@ -1,11 +1,14 @@
 // The review table: one row per candidate, every score readable, sortable worst first; with
 // thresholds, a verdict badge per candidate and a filter that keeps those that did not pass.
 
-import { SCORE_NAMES, formatScore, fullValue } from "./format.js";
+import {
+  DEFAULT_SCORES,
+  LOWER_IS_MORE_ALIKE as HIGHER_IS_WORSE,
+  formatScore,
+  fullValue,
+  scoreColumns,
+} from "./format.js";
 import { badge, failedText, hasVerdicts, notPassed, verdictOf } from "./verdict.js";
-
-// Which way is "less alike": larger distances, smaller ssim and psnr.
-const HIGHER_IS_WORSE = new Set(["vgg", "style", "mse"]);
 
 /** The value a sort compares; a null psnr means identical images, the best possible. */
 function sortValue(metric, item) {
@@ -77,10 +80,10 @@ function verdictCell(row, item) {
   }
 }
 
-function scoreCells(row, item) {
+function scoreCells(row, item, columns) {
   if (item.error) {
     const cell = row.insertCell();
-    cell.colSpan = SCORE_NAMES.length;
+    cell.colSpan = columns.length;
     cell.className = "row-error";
     cell.dataset.error = "";
     const status = document.createElement("strong");
@@ -91,7 +94,7 @@ function scoreCells(row, item) {
     cell.append(status, detail);
     return;
   }
-  for (const name of SCORE_NAMES) {
+  for (const name of columns) {
     const cell = row.insertCell();
     cell.className = "number";
     cell.dataset.metric = name;
@@ -100,13 +103,31 @@ function scoreCells(row, item) {
   }
 }
 
+/** A sortable header for an opt-in score, after the default ones (`th[data-extra]`). */
+function extraHeader(metric, onSort) {
+  const header = document.createElement("th");
+  header.scope = "col";
+  header.dataset.sort = metric;
+  header.dataset.extra = "";
+  header.setAttribute("aria-sort", "none");
+  const button = document.createElement("button");
+  button.type = "button";
+  const state = document.createElement("span");
+  state.className = "sort-state";
+  button.append(metric, state);
+  button.addEventListener("click", () => onSort(metric));
+  header.append(button);
+  return header;
+}
+
 /**
- * The table in `table` (its `thead` has `th[data-sort]` buttons and a `th[data-column=verdict]`
- * shown when the answers have verdicts). `onOpen(entry)` runs when a row is clicked or its name
- * button pressed.
+ * The table in `table` (its `thead` has `th[data-sort]` buttons for the default scores, one
+ * added per other score the answers have, and a `th[data-column=verdict]` shown when the
+ * answers have verdicts). `onOpen(entry)` runs when a row is clicked or its name pressed.
  */
 export function createTable(table, onOpen) {
   const body = table.tBodies[0];
+  const headerRow = table.tHead.rows[0];
   const verdictHeader = table.querySelector("th[data-column=verdict]");
   let entries = [];
   let sort = null; // {metric, worstFirst}
@@ -114,7 +135,24 @@ export function createTable(table, onOpen) {
   let onlyNotPassed = false;
   const rowOf = new Map(); // entry -> its row, for the rows shown now
 
+  function sortBy(metric) {
+    sort = sort && sort.metric === metric
+      ? { metric, worstFirst: !sort.worstFirst }
+      : { metric, worstFirst: true };
+    render();
+  }
+
+  function headers(columns) {
+    const shown = [...headerRow.querySelectorAll("th[data-extra]")].map((th) => th.dataset.sort);
+    const extra = columns.filter((name) => !DEFAULT_SCORES.includes(name));
+    if (shown.join() === extra.join()) return;
+    headerRow.querySelectorAll("th[data-extra]").forEach((th) => th.remove());
+    for (const metric of extra) headerRow.append(extraHeader(metric, sortBy));
+  }
+
   function render() {
+    const columns = scoreColumns(entries.map((entry) => entry.item));
+    headers(columns);
     const sorted = sort ? sortEntries(entries, sort.metric, sort.worstFirst) : entries;
     const shown = onlyNotPassed ? sorted.filter(notPassed) : sorted;
     const verdicts = hasVerdicts(entries);
@@ -130,7 +168,7 @@ export function createTable(table, onOpen) {
       thumbnailCell(row, entry);
       nameCell(row, entry);
       if (verdicts) verdictCell(row, entry.item);
-      scoreCells(row, entry.item);
+      scoreCells(row, entry.item, columns);
       row.addEventListener("click", () => onOpen(entry));
       rowOf.set(entry, row);
       return row;
@@ -148,13 +186,7 @@ export function createTable(table, onOpen) {
   }
 
   for (const header of table.querySelectorAll("th[data-sort]")) {
-    header.querySelector("button").addEventListener("click", () => {
-      const metric = header.dataset.sort;
-      sort = sort && sort.metric === metric
-        ? { metric, worstFirst: !sort.worstFirst }
-        : { metric, worstFirst: true };
-      render();
-    });
+    header.querySelector("button").addEventListener("click", () => sortBy(header.dataset.sort));
   }
 
   return {

@@ -5,6 +5,18 @@
 const LEGENDS = {
   ssim: ["0: different", "1: identical"],
   abs: ["0: identical", "1: different"],
+  lpips: ["0: identical", "1 and over: different"],
+  lpips_vgg: ["0: identical", "1 and over: different"],
+};
+const ALTS = {
+  ssim: "Local SSIM heat map over the candidate: yellow where the images look alike, dark " +
+    "purple where they differ.",
+  abs: "Absolute difference heat map over the candidate: dark purple where the images are " +
+    "equal, yellow where they differ most.",
+  lpips: "LPIPS (AlexNet) distance map over the candidate: dark purple where the network " +
+    "sees no difference, yellow where it sees the most.",
+  lpips_vgg: "LPIPS (VGG16) distance map over the candidate: dark purple where the network " +
+    "sees no difference, yellow where it sees the most.",
 };
 const AUTO_ZOOM_WIDTH_PX = 480; // "auto" zooms small images up to about this width
 
@@ -14,7 +26,7 @@ function autoZoom(width) {
 
 /**
  * The viewer in `root`. `loadMap(pair, kind)` resolves to an image URL for the heat map of
- * `kind` ("ssim" or "abs"); the viewer asks once per pair and kind.
+ * `kind` ("ssim", "abs", "lpips", "lpips_vgg"); the viewer asks once per pair and kind.
  */
 export function createViewer(root, loadMap) {
   const controls = {
@@ -72,11 +84,7 @@ export function createViewer(root, loadMap) {
       mapImage.src = url;
       await mapImage.decode().catch(() => undefined);
       mapImage.dataset.mapKind = kind;
-      mapImage.alt = kind === "ssim"
-        ? "Local SSIM heat map over the candidate: yellow where the images look alike, dark " +
-          "purple where they differ."
-        : "Absolute difference heat map over the candidate: dark purple where the images are " +
-          "equal, yellow where they differ most.";
+      mapImage.alt = ALTS[kind];
       mapStatus.textContent = "";
       heatPanel.dataset.mapState = "done";
     } catch (error) {

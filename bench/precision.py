@@ -10,6 +10,9 @@ docs/benchmarks.md). Not a test; tests/scoring/test_precision.py bounds a small 
 Per score: the median and largest relative deviation ``|s_low - s_fp32| / |s_fp32|`` over the
 pairs, and Spearman's rank correlation between the two precisions' scores (1: the same order).
 An identical pair is scored too: it must stay exactly 0 (vgg, style) in every precision.
+lpips, lpips_vgg and dists are measured too (their networks under autocast, their heads and
+statistics in fp32, as served), on seeded random AlexNet and VGG16 backbones (``--no-networks``
+leaves them out).
 
 On a CPU without AMX or AVX512-BF16 bf16 runs emulated: slow, but the numbers are what native
 units compute (bf16 inputs and weights, fp32 accumulation), so the deviations measured here hold;
@@ -34,22 +37,41 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from torch import nn
+
 from app.metrics import gram_matrix, style_distance
+from app.models import registry
 from app.models.vgg import VGGFeatures
-from app.models.weights import load_features
+from app.models.weights import Loaded, load_backbone, load_features
 from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
-from app.vocabulary import Precision
+from app.vocabulary import ALL_SCORES, DEFAULT_SCORES, Precision, ScoreName
 from bench.common import Results, header, load_average, table
 from tests.support.images import distort, photo, to_tensor
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 DISTORTIONS = ("jpeg", "blur", "noise", "colour")
 STRENGTHS = (0.05, 0.25, 1.0, 2.0)  # 0.05: near-identical pairs, where relative error is largest
-SCORES = ("vgg", "style", "ssim", "mse", "psnr")
+SCORES: tuple[str, ...] = ("vgg", "style", "ssim", "mse", "psnr")
+NETWORK_SCORES = ("lpips", "lpips_vgg", "dists")
+
+
+def random_networks(seed: int = 0) -> dict[str, nn.Module]:
+    """The LPIPS AlexNet, LPIPS VGG16 and DISTS networks on seeded random backbones."""
+    networks: dict[str, nn.Module] = {}
+    for spec in (registry.ALEXNET, registry.VGG16):
+        loaded = load_backbone(spec, "random", seed=seed)
+        if not isinstance(loaded, Loaded):
+            raise RuntimeError(loaded.message)
+        networks.update({n.name: n.build(loaded.features) for n in spec.networks})
+    return networks
 
 
 def photo_pairs(
-    side: int, photos: Sequence[str], distortions: Sequence[str], strengths: Sequence[float]
+    side: int,
+    photos: Sequence[str],
+    distortions: Sequence[str],
+    strengths: Sequence[float],
+    scores: frozenset[ScoreName] = DEFAULT_SCORES,
 ) -> tuple[list[PairRequest], list[str]]:
     """Every photo under every distortion and strength, plus one identical pair (last)."""
     pairs: list[PairRequest] = []
@@ -59,10 +81,10 @@ def photo_pairs(
         for kind in distortions:
             for strength in strengths:
                 candidate = distort(image, kind, seed=len(pairs), strength=strength)
-                pairs.append(PairRequest(to_tensor(image), to_tensor(candidate)))
+                pairs.append(PairRequest(to_tensor(image), to_tensor(candidate), scores))
                 labels.append(f"{name}/{kind}/{strength:g}")
     same = to_tensor(photo(photos[0], side))
-    pairs.append(PairRequest(same, same.clone()))
+    pairs.append(PairRequest(same, same.clone(), scores))
     labels.append(f"{photos[0]}/identical")
     return pairs, labels
 
@@ -100,11 +122,11 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def deviation_rows(
-    reference: Sequence[PairScores], other: Sequence[PairScores]
+    reference: Sequence[PairScores], other: Sequence[PairScores], names: Sequence[str] = SCORES
 ) -> tuple[list[list[str]], dict[str, Any]]:
     """Per score: median and max relative deviation, and Spearman, over the distinct pairs."""
     rows, data = [], {}
-    for name in SCORES:
+    for name in names:
         a = [getattr(s, name) for s in reference[:-1]]
         b = [getattr(s, name) for s in other[:-1]]
         devs = [relative(x, y) for x, y in zip(a, b, strict=True)]
@@ -147,7 +169,8 @@ def by_strength(
 
 
 def identical_exact(scores: PairScores) -> bool:
-    return scores.vgg == 0.0 and scores.style == 0.0 and scores.ssim == 1.0 and scores.mse == 0.0
+    exact = scores.vgg == 0.0 and scores.style == 0.0 and scores.ssim == 1.0 and scores.mse == 0.0
+    return exact and all(getattr(scores, name) in (None, 0.0) for name in NETWORK_SCORES)
 
 
 def gram_in_bf16(
@@ -214,8 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compiled", action="store_true", help="low precision compiled")
     parser.add_argument("--gram", action="store_true", help="also: Gram matrices in bf16")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-networks", action="store_true", help="vgg, style and pixels only")
     parser.add_argument("--out", type=Path, default=Path("results/precision"))
     args = parser.parse_args(argv)
+    networks = {} if args.no_networks else random_networks()
+    names = SCORES if args.no_networks else (*SCORES, *NETWORK_SCORES)
     photos: Sequence[str] = PHOTOS
     distortions: Sequence[str] = DISTORTIONS
     strengths: Sequence[float] = STRENGTHS
@@ -226,32 +252,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(args.out, "precision", {"argv": sys.argv, "load_average": load_average()})
     features, _ = load_features("random", seed=0)
     extractor = VGGFeatures(features)
-    pairs, labels = photo_pairs(args.side, photos, distortions, strengths)
+    scores_asked = DEFAULT_SCORES if args.no_networks else ALL_SCORES
+    pairs, labels = photo_pairs(args.side, photos, distortions, strengths, scores_asked)
     print(
         f"{len(pairs) - 1} distinct pairs at {args.side} px ({len(photos)} photos x "
         f"{', '.join(distortions)} x strengths {', '.join(map(str, strengths))}) "
         "and one identical\n"
     )
     started = time.monotonic()
-    fp32 = score_all(Scorer(ModelRunner(extractor, device=device)), pairs, args.batch)
+    fp32 = score_all(
+        Scorer(ModelRunner(extractor, device=device, networks=networks)), pairs, args.batch
+    )
     print(f"fp32: {time.monotonic() - started:.0f} s\n")
     for precision in args.precisions.split(","):
         low = cast(Precision, precision)
-        runner = ModelRunner(extractor, device=device, precision=low, compile_model=args.compiled)
+        runner = ModelRunner(
+            extractor,
+            device=device,
+            networks=networks,
+            precision=low,
+            compile_model=args.compiled,
+        )
         started = time.monotonic()
         if args.compiled:
             runner.warm_up([(args.side, args.side)], args.batch)
         kept = KeepTaps(runner)
         scores = score_all(Scorer(runner), pairs, args.batch)
         took = time.monotonic() - started
-        rows, data = deviation_rows(fp32, scores)
+        rows, data = deviation_rows(fp32, scores, names)
         data["identical_exact"] = identical_exact(scores[-1])
         data["worst"] = {
             name: labels[max(range(len(pairs) - 1), key=partial(_dev, fp32, scores, name))]
             for name in ("vgg", "style")
         }
         data["pairs"] = {
-            label: {n: (getattr(a, n), getattr(b, n)) for n in SCORES}
+            label: {n: (getattr(a, n), getattr(b, n)) for n in names}
             for label, a, b in zip(labels, fp32, scores, strict=True)
         }
         mode = "compiled" if args.compiled else "eager"

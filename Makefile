@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-scores bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated b
 
 bench-masks: install  ## what a region of interest costs: masked vs unmasked pairs
 	$(BIN)/python bench/masks.py
+
+bench-scores: install  ## lpips and dists over HTTP vs their packages; lpips vs vgg request cost (docs/benchmarks.md)
+	$(BIN)/python bench/scores_http.py
+	$(BIN)/python bench/lpips_dists.py
 
 bench-thresholds: install  ## what each score does on the test photographs' distortions (docs/ci.md)
 	$(BIN)/python bench/thresholds.py

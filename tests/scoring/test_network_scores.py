@@ -177,3 +177,27 @@ def test_bf16_network_scores_stay_close_and_keep_the_order(
         order = sorted(range(len(a)), key=a.__getitem__)
         swapped = sum(b[i] > b[j] for i, j in itertools.pairwise(order))
         assert swapped <= 2, name
+
+
+def test_the_warm_up_runs_every_network_its_shapes_allow(
+    extractor: VGGFeatures, networks: dict[str, nn.Module]
+) -> None:
+    """Readiness waits for the warm-up, which runs each network at each warm shape (AlexNet
+    skips a shape under its 31 px)."""
+    runner = cpu_runner(extractor, networks=networks)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda m, args, out, name=name: seen.append((name, tuple(args[0].shape)))
+        )
+        for name, module in runner.networks.items()
+    ]
+    try:
+        runner.warm_up([(32, 40), (24, 24)], batch_size=2)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert sorted(seen) == sorted(
+        [(name, (4, 3, 32, 40)) for name in runner.networks]
+        + [(name, (4, 3, 24, 24)) for name in runner.networks if name != "lpips_alexnet"]
+    )

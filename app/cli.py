@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     pass
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line's arguments."""
     parser = argparse.ArgumentParser(prog="simscore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -35,6 +36,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="default: SIMSCORE_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: SIMSCORE_PORT or 8000")
 
+    _add_compare(sub)
+
+    fetch = sub.add_parser("fetch-weights", help="download a backbone's ImageNet weights")
+    fetch.add_argument(
+        "--backbone",
+        default="vgg19",
+        help="vgg19 (default), alexnet, vgg16 (app.models.registry), or all",
+    )
+    fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
+
+    rand = sub.add_parser("make-random-weights", help="write a seeded random VGG19 (tests)")
+    rand.add_argument("--out", type=Path, required=True)
+    rand.add_argument("--seed", type=int, default=0)
+
+    return parser
+
+
+def _add_compare(sub: Any) -> None:
+    """``simscore compare``'s arguments."""
     compare = sub.add_parser(
         "compare",
         help="score a pair, or every image in a folder, locally",
@@ -78,18 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "failed conditions and the scores, an error for a candidate that cannot be read",
     )
 
-    fetch = sub.add_parser("fetch-weights", help="download a backbone's ImageNet weights")
-    fetch.add_argument(
-        "--backbone",
-        default="vgg19",
-        help="vgg19 (default), alexnet, vgg16 (app.models.registry), or all",
-    )
-    fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
 
-    rand = sub.add_parser("make-random-weights", help="write a seeded random VGG19 (tests)")
-    rand.add_argument("--out", type=Path, required=True)
-    rand.add_argument("--seed", type=int, default=0)
-
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         settings = Settings()

@@ -63,6 +63,12 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
+        self._batching(r)
+        self._scoring(r)
+        self._outcomes(r)
+        self._device(r)
+
+    def _batching(self, r: CollectorRegistry) -> None:
         self.queue_depth_gauge = Gauge(
             "simscore_queue_depth", "Pairs waiting for the model.", registry=r
         )
@@ -81,6 +87,8 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
+
+    def _scoring(self, r: CollectorRegistry) -> None:
         self.score_time = Histogram(
             "simscore_score_seconds",
             "Time to compute one score for one batch, by score (its metric; the forward passes "
@@ -97,6 +105,8 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
+
+    def _outcomes(self, r: CollectorRegistry) -> None:
         self.failures = Counter(
             "simscore_request_failures",
             "Pairs or requests that failed, by reason.",
@@ -117,6 +127,8 @@ class Metrics:
             "simscore_reference_cache_bytes", "Bytes held by the reference cache.", registry=r
         )
         self.ready = Gauge("simscore_ready", "1 when the model is warm and admitting.", registry=r)
+
+    def _device(self, r: CollectorRegistry) -> None:
         self.gpu_allocated = Gauge(
             "simscore_gpu_memory_allocated_bytes",
             "CUDA memory held by tensors after the last batch (0 on CPU).",

@@ -91,19 +91,23 @@ def build_scorer(
             for name, loaded in optional.weights.items()
         },
     )
+    _log_loaded(info, settings, _describe(device, flags))
+    heads = load_heads(runner.networks, runner.device)
+    scorer = Scorer(runner, cache, heads=heads, unavailable=optional.unavailable, observer=observer)
+    return scorer, info
+
+
+def _log_loaded(info: ModelInfo, settings: Settings, hardware: str) -> None:
     log.info(
         "model loaded: vgg19 weights=%s sha256=%s device=%s (%s) precision=%s compile=%s tf32=%s",
         info.weights,
         info.sha256,
         info.device,
-        _describe(device, flags),
+        hardware,
         info.precision,
         f"on, warm shapes {settings.warmup_sides}" if settings.compile_enabled else "off",
-        settings.tf32_enabled if device.type == "cuda" else "n/a",
+        settings.tf32_enabled if info.device.startswith("cuda") else "n/a",
     )
-    heads = load_heads(runner.networks, runner.device)
-    scorer = Scorer(runner, cache, heads=heads, unavailable=optional.unavailable, observer=observer)
-    return scorer, info
 
 
 def size_threads(settings: Settings) -> None:

@@ -144,17 +144,20 @@ def deviation_rows(
 
 
 def by_strength(
-    reference: Sequence[PairScores], other: Sequence[PairScores], labels: Sequence[str]
+    reference: Sequence[PairScores],
+    other: Sequence[PairScores],
+    labels: Sequence[str],
+    names: Sequence[str] = ("vgg", "style"),
 ) -> list[list[str]]:
-    """Median and max relative deviation of vgg and style per distortion strength, and the
-    largest absolute deviation beside the median fp32 score of that strength."""
+    """Median and max relative deviation of ``names`` per distortion strength, and the largest
+    absolute deviation beside the median fp32 score of that strength."""
     groups: dict[str, list[int]] = {}
     for i, label in enumerate(labels[:-1]):
         groups.setdefault(label.rsplit("/", 1)[1], []).append(i)
     rows = []
     for strength, indices in sorted(groups.items(), key=lambda kv: float(kv[0])):
         row = [strength, str(len(indices))]
-        for name in ("vgg", "style"):
+        for name in names:
             a = [getattr(reference[i], name) for i in indices]
             b = [getattr(other[i], name) for i in indices]
             devs = [relative(x, y) for x, y in zip(a, b, strict=True)]
@@ -300,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         headers = ["strength", "pairs", "vgg median", "vgg max", "vgg abs", "style median"]
         print(table([*headers, "style max", "style abs"], by_strength(fp32, scores, labels)))
         print()
+        if not args.no_networks:
+            print("### The network scores by distortion strength\n")
+            columns = ["strength", "pairs"]
+            columns += [f"{n} {c}" for n in NETWORK_SCORES for c in ("median", "max", "abs")]
+            print(table(columns, by_strength(fp32, scores, labels, NETWORK_SCORES)))
+            print()
         if args.gram and precision == "bf16":
             print("### Style with the Gram matrices in bf16 as well (against fp32)\n")
             gram = gram_in_bf16(fp32, scores, kept.taps, pairs, args.batch)

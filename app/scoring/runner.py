@@ -3,11 +3,12 @@ right device.
 
 ``ModelRunner`` holds one module per network of the model registry that this server loaded
 (VGG19 always; the LPIPS AlexNet, the LPIPS VGG16 and DISTS's VGG16 when their weights were
-found), and owns the device policy for all of them (precision and autocast, memory layout,
-compiled kernels), the warm-up, and the transfers: a batch's references and candidates are
-written once into one host buffer in the forward's memory layout (pinned and reused on CUDA) and
-copied to the device in one transfer, whatever networks then run on it; its scores come back in
-one transfer too (``download``). Networks that share weights (VGG16's two) share them here too.
+found), and owns the device policy for all of them (precision and autocast, the memory layout
+of each: ``app.scoring.layouts``, compiled kernels), the warm-up, and the transfers: a batch's
+references and candidates are written once into one host buffer in VGG19's memory layout
+(pinned and reused on CUDA) and copied to the device in one transfer, whatever networks then run
+on it (a network in another layout takes a copy); its scores come back in one transfer too
+(``download``). Networks that share weights (VGG16's two) share them here too.
 
 Overlap (``overlap=True``, CUDA): two pinned buffers used in turn, and the copy to the device on
 a stream of its own that the compute stream waits for. The host can then fill the next batch's
@@ -39,6 +40,7 @@ from app.models import registry
 from app.models.vgg import VGGFeatures
 from app.scoring.compiled import allow_graphs, batch_dynamic, compile_network
 from app.scoring.device import MemoryStats, fp32_math, memory_stats
+from app.scoring.layouts import memory_formats, place
 from app.scoring.transfers import CopyDone, CopyStream, CudaCopyDone, CudaCopyStream, HostSlot
 from app.vocabulary import Precision
 
@@ -86,11 +88,10 @@ class ModelRunner:
         self.device = device
         self.precision: Precision = precision
         self.tf32 = tf32  # the backbones' fp32 convolutions and matmuls in TF32 (CUDA)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.networks: dict[str, nn.Module] = {
-            name: module.to(device).to(memory_format=self.memory_format).eval()
-            for name, module in {VGG19: extractor, **(networks or {})}.items()
-        }
+        given = {VGG19: extractor, **(networks or {})}
+        self.formats = memory_formats(given, device, channels_last)  # app.scoring.layouts
+        self.memory_format = self.formats[VGG19]  # the upload's layout
+        self.networks: dict[str, nn.Module] = place(given, self.formats, device)
         self.extractor = self.networks[VGG19]
         # Pinned host buffers and asynchronous copies: on CUDA unless told (tests pin for meta).
         self.pin_memory = device.type == "cuda" if pin_memory is None else pin_memory
@@ -174,16 +175,17 @@ class ModelRunner:
         kernels for a shape warmed up with compilation on, the eager module for any other."""
         shape = (int(images.shape[2]), int(images.shape[3]))
         compiled = self._compiled.get(network)
+        layout = self.formats[network]
         with torch.inference_mode(), fp32_math(tf32=self.tf32), self._autocast():
             if compiled is None or shape not in self._compiled_shapes[network]:
                 module = self.networks[network]
-                return list(module(images.contiguous(memory_format=self.memory_format)))
+                return list(module(images.contiguous(memory_format=layout)))
             # The compiled graphs were traced on inference tensors: give them one (a tensor
             # made outside inference mode would fail the guards and recompile).
             if images.is_inference():
-                images = images.contiguous(memory_format=self.memory_format)
+                images = images.contiguous(memory_format=layout)
             else:
-                images = images.clone(memory_format=self.memory_format)
+                images = images.clone(memory_format=layout)
             return compiled(batch_dynamic(images))
 
     def warm_up(self, shapes: Iterable[Shape], batch_size: int) -> None:

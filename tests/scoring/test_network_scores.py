@@ -201,3 +201,27 @@ def test_the_warm_up_runs_every_network_its_shapes_allow(
         [(name, (4, 3, 32, 40)) for name in runner.networks]
         + [(name, (4, 3, 24, 24)) for name in runner.networks if name != "lpips_alexnet"]
     )
+
+
+def test_each_network_runs_in_its_layout_and_vgg16_weights_stay_shared(
+    extractor: VGGFeatures, networks: dict[str, nn.Module]
+) -> None:
+    """On the CPU the LPIPS VGG16 runs in NCHW (faster there, measured), DISTS channels-last
+    from its input, and the two still share one copy of VGG16's weights; channels-last off:
+    every network in NCHW. The scores do not depend on the layout."""
+    runner = cpu_runner(extractor, networks=networks)
+    assert runner.formats == {
+        "vgg19": torch.channels_last,
+        "lpips_alexnet": torch.channels_last,
+        "lpips_vgg16": torch.contiguous_format,
+        "dists_vgg16": torch.channels_last,
+    }
+    lpips_vgg, dists_net = runner.networks["lpips_vgg16"], runner.networks["dists_vgg16"]
+    shared = {id(p) for p in lpips_vgg.parameters()} & {id(p) for p in dists_net.parameters()}
+    assert len(shared) == 26  # VGG16's 13 convolutions, weights and biases
+    plain = cpu_runner(extractor, networks=networks, channels_last=False)
+    assert set(plain.formats.values()) == {torch.contiguous_format}
+    pairs = [pair("coffee", "jpeg", frozenset(NETWORK_SCORES))]
+    a, b = Scorer(runner).score(pairs)[0], Scorer(plain).score(pairs)[0]
+    for name in NETWORK_SCORES:
+        assert a.value(name) == pytest.approx(b.value(name), rel=1e-5), name

@@ -59,7 +59,7 @@ def png_at_pixel_cap() -> bytes:
 def legitimate_files() -> dict[str, bytes]:
     """The slowest uploads within every default limit: at most SIMSCORE_MAX_UPLOAD_BYTES and
     SIMSCORE_MAX_PIXELS, within the JPEG scan budget; JPEGs as detailed as the cap allows."""
-    from app.imaging.formats import MAX_JPEG_SCAN_PIXELS, MAX_JPEG_SCANS, jpeg_scans
+    from app.imaging.screens.jpeg import MAX_JPEG_SCAN_PIXELS, MAX_JPEG_SCANS, jpeg_structure
 
     allowed = min(MAX_JPEG_SCANS, MAX_JPEG_SCAN_PIXELS // (WIDTH * HEIGHT))
     side = int((MAX_JPEG_SCAN_PIXELS / MAX_JPEG_SCANS) ** 0.5)
@@ -71,7 +71,7 @@ def legitimate_files() -> dict[str, bytes]:
         def build(noise: float) -> bytes:
             image = attacks.detailed_photo(w, h, noise)
             data = encode(image, "JPEG", quality=90, progressive=True)
-            return attacks.with_repeated_last_scan(data, scans - jpeg_scans(data)[0])
+            return attacks.with_repeated_last_scan(data, scans - jpeg_structure(data).scans)
 
         return build
 

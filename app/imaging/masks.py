@@ -1,9 +1,10 @@
 """A region-of-interest mask upload -> a boolean ``(1, H, W)`` tensor at the compared size.
 
 The mask is an image (PNG, any mode; the other supported formats too): its alpha channel where
-it has one, else its luminance; nonzero means "compare here". EXIF orientation is applied, then
-it is resized to the compared size with nearest-neighbour sampling (so it stays binary). The
-same screening and pixel limits as for images apply.
+it has one, else its luminance; nonzero means "compare here" (``app.imaging.modes.selection``
+has the rule for each pixel mode; a mode without one is refused with 415). EXIF orientation is
+applied, then it is resized to the compared size with nearest-neighbour sampling (so it stays
+binary). The same screening and pixel limits as for images apply.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 from app.errors import InvalidRequest
 from app.imaging.decode import PixelBudget, Size, load_pixels, open_image, orientation_of, upright
 from app.imaging.formats import screen
+from app.imaging.modes import selection
 from app.metrics import window_centres
 
 WHAT = "mask"
@@ -38,21 +40,12 @@ def prepare_mask(
             budget.take(image.width * image.height, WHAT)
         orientation = orientation_of(image)
         load_pixels(image, max_pixels, WHAT)
-        channel = _selection(image)
+        channel = Image.fromarray(selection(image, WHAT).astype(np.uint8) * 255)
     shown = upright(channel, orientation)
     resized = shown.resize(size, Image.Resampling.NEAREST)
     mask = torch.from_numpy(np.asarray(resized) > 0).unsqueeze(0)
     _check(mask, needs_ssim_centre)
     return mask
-
-
-def _selection(image: Image.Image) -> Image.Image:
-    """Alpha if the image has any, else luminance, as 8-bit ``L`` with nonzero kept nonzero."""
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.has_transparency_data:
-        return image.convert("RGBA").getchannel("A")
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return Image.fromarray((np.asarray(image) != 0).astype(np.uint8) * 255)
-    return image.convert("L").point(lambda value: 255 if value else 0)
 
 
 def _check(mask: torch.Tensor, needs_ssim_centre: bool) -> None:

@@ -142,7 +142,7 @@ async def test_hostile_files_are_refused_before_any_pixel_is_decoded(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     hostile = attacks.HOSTILE_FILES[name]
-    data = hostile.build()  # (before the spy: building may read photographs)
+    data = hostile.test_file()  # (before the spy: building may read photographs)
     loads: list[str] = []
     real_load = ImageFile.ImageFile.load
 

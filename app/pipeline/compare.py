@@ -21,7 +21,6 @@ import torch
 from app.batching import Batcher
 from app.config import Settings
 from app.difference_map import difference_map_png
-from app.errors import OutOfMemory, Overloaded
 from app.imaging import (
     PixelBudget,
     PreparedImage,
@@ -31,16 +30,19 @@ from app.imaging import (
     quiet_pillow,
 )
 from app.metrics import composite
-from app.pipeline.memory import DecodedMemory, Hold
+from app.pipeline.memory import DecodedMemory, Hold, held_or_refused
 from app.pipeline.types import (
     CompareOptions,
     Comparison,
     PipelineObserver,
     comparison,
     default_max_wait_ms,
+    pair_pixels,
     scored_pair,
+    single_pair_out_of_memory,
 )
 from app.scoring import ModelInfo, PairRequest, PairScores, Scorer, is_out_of_memory
+from app.scoring.activations import batch_pixels
 from app.scoring.device import MemoryStats
 from app.scoring.references import reference_key
 from app.vocabulary import MapKind, preprocessing_tag
@@ -65,18 +67,19 @@ class ComparePipeline:
         self._decode_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="simscore-decode"
         )
+        device = scorer.runner.device
+        self.max_batch_pixels = batch_pixels(settings.max_batch_pixels, device, settings.precision)
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
             self._score_batch,
             group_key=lambda pair: pair.shape,
             max_batch_size=settings.max_batch_size,
-            max_wait_s=default_max_wait_ms(settings, scorer.runner.device) / 1000,
+            cost=pair_pixels,
+            max_batch_cost=self.max_batch_pixels,
+            max_wait_s=default_max_wait_ms(settings, device) / 1000,
             queue_size=settings.queue_size,
             is_resource_exhausted=is_out_of_memory,
             on_resource_exhausted=scorer.release_memory,
-            exhausted_error=lambda: OutOfMemory(
-                "out of memory scoring a single pair; send smaller images or lower "
-                "SIMSCORE_MAX_SIDE"
-            ),
+            exhausted_error=lambda: single_pair_out_of_memory(self.max_batch_pixels),
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
             launcher=self._launch_batch if scorer.runner.overlap else None,
@@ -92,8 +95,8 @@ class ComparePipeline:
         """Warm up (and compile) the configured shapes on the batch worker's thread."""
         shapes = self.settings.warmup_shapes
         if shapes:
-            batch = self.settings.max_batch_size
-            await self.batcher.call(lambda: self.scorer.runner.warm_up(shapes, batch))
+            batch, pixels = self.settings.max_batch_size, self.max_batch_pixels
+            await self.batcher.call(lambda: self.scorer.runner.warm_up(shapes, batch, pixels))
 
     def close(self) -> None:
         self.batcher.close()
@@ -142,7 +145,7 @@ class ComparePipeline:
         with self._memory.request() as hold:
             ref, key, region = await self._reference(reference, options, budget, hold)
             decoded = [
-                _held(item, hold)
+                held_or_refused(item, hold)
                 for item in await asyncio.gather(
                     *(
                         self._decode(self._prepare_candidate, c, ref, options, budget)
@@ -286,14 +289,3 @@ def _map_png(
     """The heat map of the pair as scored (on a decode thread: compositing is pixel work too)."""
     scored = candidate if mask is None else composite(reference, candidate, mask)
     return difference_map_png(reference, scored, kind)
-
-
-def _held(item: PreparedImage | BaseException, hold: Hold) -> PreparedImage | BaseException:
-    """A decoded candidate counted as held memory, or the error that refuses it alone."""
-    if not isinstance(item, PreparedImage):
-        return item
-    try:
-        hold(item.tensor)
-    except Overloaded as exc:
-        return exc
-    return item

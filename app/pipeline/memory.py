@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from app.errors import Overloaded
+from app.imaging import PreparedImage
 
 Hold = Callable[[torch.Tensor], None]
 
@@ -47,3 +48,16 @@ class DecodedMemory:
             yield hold
         finally:
             self.used -= held
+
+
+def held_or_refused(
+    item: PreparedImage | BaseException, hold: Hold
+) -> PreparedImage | BaseException:
+    """A decoded candidate counted as held memory, or the error that refuses it alone."""
+    if not isinstance(item, PreparedImage):
+        return item
+    try:
+        hold(item.tensor)
+    except Overloaded as exc:
+        return exc
+    return item

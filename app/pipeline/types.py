@@ -10,6 +10,7 @@ import torch
 
 from app.batching import BatchObserver, Outcome
 from app.config import Settings
+from app.errors import OutOfMemory
 from app.imaging import PreparedImage
 from app.metrics import composite, coverage
 from app.scoring import PairRequest, PairScores
@@ -71,6 +72,22 @@ def scored_pair(
     (so nothing there can move a score, through VGG's receptive fields or SSIM's window)."""
     candidate = cand.tensor if mask is None else composite(ref.tensor, cand.tensor, mask)
     return PairRequest(ref.tensor, candidate, options.metrics, key, mask)
+
+
+def pair_pixels(pair: PairRequest) -> int:
+    """A pair's share of a forward pass's pixels: its reference's rows and its candidate's (a
+    reference shared with other pairs, or cached, takes fewer: the budget errs on the safe
+    side)."""
+    _, height, width = pair.shape
+    return 2 * height * width
+
+
+def single_pair_out_of_memory(max_batch_pixels: int) -> OutOfMemory:
+    return OutOfMemory(
+        "out of memory scoring a single pair (pairs over "
+        f"SIMSCORE_MAX_BATCH_PIXELS={max_batch_pixels} are already scored alone); "
+        "send smaller images or lower SIMSCORE_MAX_SIDE"
+    )
 
 
 def comparison(

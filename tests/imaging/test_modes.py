@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from app.errors import InvalidRequest, UnsupportedImageFormat
+from app.errors import InvalidRequest, SimscoreError, UnsupportedImageFormat
 from app.imaging import decode_image, prepare_mask
 from app.imaging.modes import eight_bit, selection
 from tests.support.structures import LONG, SHORT, Tag, tiff
@@ -89,33 +90,49 @@ def test_the_enumeration_covers_the_awkward_modes() -> None:
     assert "TIFF-La" in SAVED
 
 
+def decode_tensor(
+    data: bytes, sizing: Callable[[tuple[int, int]], tuple[int, int]] | None
+) -> torch.Tensor:
+    return decode_image(data, what="image", max_pixels=MAX_PIXELS, sizing=sizing).tensor
+
+
+def attempt(fn: Callable[[], torch.Tensor]) -> torch.Tensor | SimscoreError:
+    """What ``fn`` returns, or the refusal it raises (any other exception propagates)."""
+    try:
+        return fn()
+    except (UnsupportedImageFormat, InvalidRequest) as exc:
+        return exc
+
+
 @pytest.mark.parametrize("label", list(SAVED))
 def test_every_mode_decodes_or_is_refused_by_name(label: str) -> None:
     data = SAVED[label]
     mode = Image.open(io.BytesIO(data)).mode
-    for sizing in (None, lambda size: (size[0] // 3, size[1] // 3)):  # whole, and reduced
-        try:
-            tensor = decode_image(data, what="image", max_pixels=MAX_PIXELS, sizing=sizing).tensor
-        except UnsupportedImageFormat as exc:
-            assert repr(mode) in str(exc)
-            continue
-        assert tensor.shape[0] == 3
-        assert float(tensor.min()) >= 0.0 and float(tensor.max()) <= 1.0
+
+    def third(size: tuple[int, int]) -> tuple[int, int]:
+        return size[0] // 3, size[1] // 3
+
+    for sizing in (None, third):  # whole, and box-reduced
+        got = attempt(partial(decode_tensor, data, sizing))
+        if isinstance(got, SimscoreError):
+            assert isinstance(got, UnsupportedImageFormat) and repr(mode) in str(got)
+        else:
+            assert got.shape[0] == 3
+            assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0
 
 
 @pytest.mark.parametrize("label", list(SAVED))
 def test_every_mode_is_a_mask_or_is_refused_by_name(label: str) -> None:
     data = SAVED[label]
     mode = Image.open(io.BytesIO(data)).mode
-    try:
-        mask = prepare_mask(data, (24, 16), max_pixels=MAX_PIXELS)
-    except UnsupportedImageFormat as exc:
-        assert repr(mode) in str(exc)
-        return
-    except InvalidRequest as exc:
-        assert "selects no pixel" in str(exc)
-        return
-    assert mask.shape == (1, 16, 24) and mask.dtype == torch.bool
+    got = attempt(lambda: prepare_mask(data, (24, 16), max_pixels=MAX_PIXELS))
+    if isinstance(got, UnsupportedImageFormat):
+        assert repr(mode) in str(got)
+    elif isinstance(got, InvalidRequest):
+        assert "selects no pixel" in str(got)
+    else:
+        assert isinstance(got, torch.Tensor)
+        assert got.shape == (1, 16, 24) and got.dtype == torch.bool
 
 
 # -- the rules ------------------------------------------------------------------------------
@@ -170,7 +187,7 @@ def test_premultiplied_grey_is_composited_over_white() -> None:
 def test_a_mode_without_a_rule_is_refused_by_name() -> None:
     odd = Image.new("RGB", (4, 4))
     odd._mode = "XYZ;7"  # a mode a later Pillow might open; no rule here
-    with pytest.raises(UnsupportedImageFormat, match="pixel mode 'XYZ;7'.*mask"):
+    with pytest.raises(UnsupportedImageFormat, match=r"pixel mode 'XYZ;7'.*mask"):
         selection(odd, "mask")
     with pytest.raises(UnsupportedImageFormat, match="pixel mode 'XYZ;7'"):
         eight_bit(odd, "candidate image")

@@ -43,8 +43,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.admitted import photo_at_cap
 from bench.common import machine, table
-from bench.decode_bound import png_at_pixel_cap
 from bench.server_probe import (
     DEFAULTS,
     Probe,
@@ -481,7 +481,7 @@ def main() -> None:
     parser.add_argument("--skip-slow", action="store_true", help="leave out the slow clients")
     args = parser.parse_args()
     print("preparing the 40 Mpx PNG ...", file=sys.stderr, flush=True)
-    big = png_at_pixel_cap()
+    big = encode(photo_at_cap(), "PNG")
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     with serving("simscore-attacks-") as server:

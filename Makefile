@@ -59,9 +59,10 @@ bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated b
 bench-masks: install  ## what a region of interest costs: masked vs unmasked pairs
 	$(BIN)/python bench/masks.py
 
-bench-security: install  ## hostile clients against a real server, worst legitimate uploads, CPU kernels (docs/security.md)
+bench-security: install  ## hostile clients against a real server, slowest admitted uploads, activation memory, CPU kernels (docs/security.md)
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/decode_bound.py
+	$(BIN)/python bench/activations.py
 	$(BIN)/python bench/kernels.py
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)

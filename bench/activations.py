@@ -172,13 +172,21 @@ def server_run() -> tuple[list[list[str]], str]:
         probe = Probe(server.process.pid)
         idle_mib = probe.rss_mib()
         passes_before, pairs_before = batches_so_far(server.url)
-        small_answer: list[tuple[int, float]] = []
+        small_answer: list[tuple[str, float]] = []
 
         def send_small() -> None:
-            time.sleep(5)  # the batch is being scored by then
+            time.sleep(5)  # the batch is being decoded or scored by then
             started = time.perf_counter()
             response = post(server.url, "/compare", small)
-            small_answer.append((response.status_code, time.perf_counter() - started))
+            timing = response.json().get("timing_ms", {}) if response.status_code == 200 else {}
+            where = ", ".join(
+                f"{name.removesuffix('_ms')} {timing[name] / 1000:.1f} s"
+                for name in ("decode_ms", "queue_ms", "compute_ms")
+                if name in timing
+            )
+            small_answer.append(
+                (f"{response.status_code} ({where})", time.perf_counter() - started)
+            )
 
         thread = threading.Thread(target=send_small)
         with probe.watch():

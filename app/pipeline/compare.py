@@ -3,8 +3,9 @@
 ``ComparePipeline`` owns the decode threads, the batcher and the scorer; the HTTP routes and
 ``simscore compare`` both call it, so the two cannot drift. It knows nothing of HTTP. Decoding
 a request's images, and drawing its maps, always runs on the pool (``SIMSCORE_DECODE_THREADS``
-at a time, each within the request's ``PixelBudget``); a request that is cancelled (client gone,
-deadline passed) cancels its decodes that have not started.
+at a time, each within the request's ``PixelBudget``; the requests in flight take turns:
+``pool``); a request that is cancelled (client gone, deadline passed) cancels its decodes that
+have not started.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
 
@@ -31,6 +31,7 @@ from app.imaging import (
 )
 from app.metrics import composite
 from app.pipeline.memory import DecodedMemory, Hold, held_or_refused
+from app.pipeline.pool import FairPool
 from app.pipeline.types import (
     CompareOptions,
     Comparison,
@@ -64,9 +65,7 @@ class ComparePipeline:
         self.scorer = scorer
         self.model = model
         self._observer = observer
-        self._decode_pool = ThreadPoolExecutor(
-            settings.decode_threads, thread_name_prefix="simscore-decode"
-        )
+        self._decode_pool = FairPool(settings.decode_threads, "simscore-decode")
         device = scorer.runner.device
         self.max_batch_pixels = batch_pixels(settings.max_batch_pixels, device, settings.precision)
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
@@ -100,7 +99,7 @@ class ComparePipeline:
 
     def close(self) -> None:
         self.batcher.close()
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown()
 
     def pixel_budget(self) -> PixelBudget:
         """A fresh ``SIMSCORE_MAX_REQUEST_PIXELS`` budget for one request."""
@@ -121,7 +120,9 @@ class ComparePipeline:
         started = time.monotonic()
         with self._memory.request() as hold:
             ref, key, region = await self._reference(reference, options, budget, hold)
-            cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
+            cand = await self._decode(
+                budget, self._prepare_candidate, candidate, ref, options, budget
+            )
             hold(cand.tensor)
             decode_ms = (time.monotonic() - started) * 1000
             pair = scored_pair(ref, cand, options, key, region)
@@ -148,7 +149,7 @@ class ComparePipeline:
                 held_or_refused(item, hold)
                 for item in await asyncio.gather(
                     *(
-                        self._decode(self._prepare_candidate, c, ref, options, budget)
+                        self._decode(budget, self._prepare_candidate, c, ref, options, budget)
                         for c in candidates
                     ),
                     return_exceptions=True,
@@ -185,12 +186,12 @@ class ComparePipeline:
         """The ``kind`` heat map PNG of a pair decoded and sized (and masked) as ``compare``
         would."""
         budget = budget or self.pixel_budget()
-        ref, _ = await self._decode(self._prepare_reference, reference, budget)
+        ref, _ = await self._decode(budget, self._prepare_reference, reference, budget)
         region = await self._region(
             ref, CompareOptions(frozenset({"mse"}), mask=options.mask), budget
         )
-        cand = await self._decode(self._prepare_candidate, candidate, ref, options, budget)
-        return await self.render_map(ref, cand, kind, region)
+        cand = await self._decode(budget, self._prepare_candidate, candidate, ref, options, budget)
+        return await self.render_map(ref, cand, kind, region, lane=budget)
 
     async def render_map(
         self,
@@ -198,10 +199,13 @@ class ComparePipeline:
         candidate: PreparedImage,
         kind: MapKind,
         mask: torch.Tensor | None = None,
+        *,
+        lane: object = None,
     ) -> bytes:
         """The heat map PNG of two prepared images (the candidate as scored: the reference's
-        pixels outside ``mask``), drawn on the decode pool."""
-        return await self._decode(_map_png, reference.tensor, candidate.tensor, kind, mask)
+        pixels outside ``mask``), drawn on the decode pool (in the request's ``lane``)."""
+        lane = lane or object()
+        return await self._decode(lane, _map_png, reference.tensor, candidate.tensor, kind, mask)
 
     def memory(self) -> MemoryStats:
         return self.scorer.runner.memory()
@@ -210,7 +214,7 @@ class ComparePipeline:
         self, data: bytes, options: CompareOptions, budget: PixelBudget, hold: Hold
     ) -> tuple[PreparedImage, str, torch.Tensor | None]:
         """The reference, its cache key and the request's mask, counted as held memory."""
-        ref, key = await self._decode(self._prepare_reference, data, budget)
+        ref, key = await self._decode(budget, self._prepare_reference, data, budget)
         hold(ref.tensor)
         region = await self._region(ref, options, budget)
         if region is not None:
@@ -224,6 +228,7 @@ class ComparePipeline:
         if options.mask is None:
             return None
         return await self._decode(
+            budget,
             partial(
                 prepare_mask,
                 max_pixels=self.settings.max_pixels,
@@ -234,9 +239,10 @@ class ComparePipeline:
             reference.size,
         )
 
-    async def _decode(self, fn: Callable[..., R], *args: object) -> R:
-        """Run ``fn`` on a decode thread: the event loop never decodes."""
-        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+    async def _decode(self, lane: object, fn: Callable[..., R], *args: object) -> R:
+        """Run ``fn`` on a decode thread (the event loop never decodes), in its turn among the
+        requests in flight: ``lane`` is the request's (its pixel budget stands for it)."""
+        return await asyncio.wrap_future(self._decode_pool.submit(lane, fn, *args))
 
     def _prepare_reference(self, data: bytes, budget: PixelBudget) -> tuple[PreparedImage, str]:
         image = prepare_reference(

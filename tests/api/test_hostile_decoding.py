@@ -81,7 +81,7 @@ async def test_abandoned_requests_stop_costing_decode_time(
         await asyncio.to_thread(spy.entered.wait, 10)
         abandoned = [raw(app, "/compare", parts) for _ in range(4)]
         # Each has its reference decode queued behind the held one.
-        await until(lambda: pipeline._decode_pool._work_queue.qsize() == 4)
+        await until(lambda: pipeline._decode_pool.pending == 4)
         for request in abandoned:
             request.gone.set()
         statuses = [(await request.answer())[0] for request in abandoned]
@@ -116,7 +116,7 @@ async def test_requests_past_their_deadline_stop_costing_decode_time(
         ]
         answer = await first
         spy.release.set()  # the pool then meets the cancelled decodes, and skips them
-        await until(lambda: pipeline._decode_pool._work_queue.qsize() == 0)
+        await until(lambda: pipeline._decode_pool.pending == 0)
         timeouts = sample(app, "simscore_request_failures_total", {"reason": "timeout"})
     assert answer.status_code == 504
     assert [r.status_code for r in others] == [504] * 3

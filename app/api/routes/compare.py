@@ -56,7 +56,13 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     if include_map:
         png = await until_done(
             request,
-            pipeline.render_map(comparison.reference, comparison.candidate, kind, comparison.mask),
+            pipeline.render_map(
+                comparison.reference,
+                comparison.candidate,
+                kind,
+                comparison.mask,
+                lane=admitted.pixels,
+            ),
             admitted,
         )
     request.state.log = {

@@ -97,8 +97,8 @@ def jpeg_structure(data: bytes, what: str = "image") -> JpegStructure:
         if start + 4 > size:
             break
         (length,) = struct.unpack_from(">H", data, start + 2)
-        body = data[start + 4 : start + 2 + length]
-        _check_segment(marker, body, found, in_header, what)
+        if marker in _SOF_MARKERS or marker == _DQT:
+            _check_segment(marker, data[start + 4 : start + 2 + length], found, in_header, what)
         offset = start + 2 + length
         if marker == _SOS:
             found.scans += 1

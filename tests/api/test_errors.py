@@ -349,7 +349,9 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
         )
         metrics = (await client.get("/metrics")).text
     assert [r.status_code for r in responses] == [200, 200, 413]
-    assert "out of memory" in responses[2].json()["detail"]
+    detail = responses[2].json()["detail"]
+    assert "out of memory" in detail
+    assert f"SIMSCORE_MAX_BATCH_PIXELS={pipeline.max_batch_pixels}" in detail
     assert 'simscore_request_failures_total{reason="oom"} 1.0' in metrics
 
 

@@ -62,9 +62,10 @@ bench-masks: install  ## what a region of interest costs: masked vs unmasked pai
 bench-thresholds: install  ## what each score does on the test photographs' distortions (docs/ci.md)
 	$(BIN)/python bench/thresholds.py
 
-bench-security: install  ## hostile clients against a real server, worst legitimate uploads, CPU kernels (docs/security.md)
+bench-security: install  ## hostile clients against a real server, slowest admitted uploads, activation memory, CPU kernels (docs/security.md)
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/decode_bound.py
+	$(BIN)/python bench/activations.py
 	$(BIN)/python bench/kernels.py
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)

@@ -2,9 +2,11 @@
 
 Items enter from the event loop (``submit``/``submit_many``) and wait on futures. When the
 worker is free it takes the oldest item and every queued item with the same group key, up to
-``max_batch_size``, waiting at most ``max_wait_s`` for more. Other groups wait for their own
-batch; the oldest item always goes next, so none starves and no batch mixes groups. Cancelled
-and expired items are dropped before compute.
+``max_batch_size`` items whose ``cost`` adds up to at most ``max_batch_cost`` (an item costlier
+than that goes alone), waiting at most ``max_wait_s`` for more. Other groups wait for their own
+batch; the oldest item goes next, except that the group just served yields to the next oldest,
+so none starves, a large request cannot hold up another group for more than one of its batches,
+and no batch mixes groups. Cancelled and expired items are dropped before compute.
 
 The batcher knows nothing of what it batches: it calls ``handler(items) -> results`` and reports
 through a ``BatchObserver``. With a ``launcher`` instead (``launcher(items) -> collect``, where

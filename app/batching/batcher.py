@@ -35,13 +35,21 @@ class Batcher(Generic[In, Out]):
         unhealthy_after: int = 3,
         observer: BatchObserver | None = None,
         launcher: Launcher[In, Out] | None = None,
+        cost: Callable[[In], int] = lambda item: 1,
+        max_batch_cost: int | None = None,
         name: str = "simscore-batcher",
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0 or unhealthy_after < 1:
             raise ValueError("max_batch_size, queue_size and unhealthy_after >= 1, max_wait_s >= 0")
+        if max_batch_cost is not None and max_batch_cost < 1:
+            raise ValueError("max_batch_cost >= 1 (or None: no cost budget)")
         self._group_key = group_key
+        self._cost = cost
         self._queue: WorkQueue[In, Out] = WorkQueue(
-            max_batch_size=max_batch_size, max_wait_s=max_wait_s, queue_size=queue_size
+            max_batch_size=max_batch_size,
+            max_wait_s=max_wait_s,
+            queue_size=queue_size,
+            max_batch_cost=max_batch_cost,
         )
         self._runner: BatchRunner[In, Out] = BatchRunner(
             launcher or _at_once(handler),
@@ -99,7 +107,9 @@ class Batcher(Generic[In, Out]):
         self, items: Sequence[In], *, deadline: float
     ) -> list[asyncio.Future[Outcome[Out]]]:
         """Queue items together (all or none) and return one awaitable per item."""
-        jobs = [Job[In, Out](item, self._group_key(item), deadline) for item in items]
+        jobs = [
+            Job[In, Out](item, self._group_key(item), deadline, self._cost(item)) for item in items
+        ]
         self._queue.put(jobs)
         self._report_depth()
         return [asyncio.wrap_future(job.future) for job in jobs]

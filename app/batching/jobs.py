@@ -44,6 +44,7 @@ class Job(Generic[In, Out]):
     item: In
     key: Hashable
     deadline: float  # time.monotonic() seconds
+    cost: int = 1  # its share of a batch's budget (``Batcher``'s ``cost``)
     enqueued_at: float = field(default_factory=time.monotonic)
     future: concurrent.futures.Future[Outcome[Out]] = field(
         default_factory=concurrent.futures.Future

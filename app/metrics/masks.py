@@ -2,7 +2,15 @@
 makes of it. Nothing else parses, sizes, checks or reduces a mask.
 
 * **parse** (``selection``): a mask is an image whose alpha channel, where it has one, else its
-  luminance, is nonzero where to compare (the mode rules are in ``selection``'s docstring).
+  luminance, is nonzero where to compare; one rule per pixel mode:
+
+  - modes with alpha (``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa``), and images with a transparent
+    colour or palette entry: the alpha (a transparent pixel is not compared);
+  - otherwise the luminance: the value of ``1``, ``L``, ``I``, ``I;16*`` and ``F`` (NaN counts
+    as zero); any colour channel of ``RGB``, ``RGBX``, ``P`` and ``CMYK`` (after Pillow's
+    conversion to RGB: luminance is zero exactly when all three are); the Y band of
+    ``YCbCr``, the L* band of ``LAB``, the V band of ``HSV``;
+  - any other mode is refused (415) with its name.
 * **size** (``at_size``): resized to the compared size with nearest-neighbour sampling, so it
   stays binary; a mask is then a bool tensor ``(1, H, W)``, or ``(N, 1, H, W)`` for a batch.
 * **check** (``check_selects``, ``check_for``): it must select a pixel, and a window centre for
@@ -20,6 +28,7 @@ The contract is in the README's "Regions of interest" section.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,25 +36,51 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, UnsupportedImageFormat
 
 SSIM_WINDOW = 11  # app.metrics.ssim.WINDOW_SIZE (which imports this module)
-_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_WIDE_GREY = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_ALPHA_BAND = {"LA": "A", "La": "a", "PA": "A", "RGBA": "A", "RGBa": "a"}
+_LUMA_BAND = {"YCbCr": "Y", "LAB": "L", "HSV": "V"}
+_VALUE_MODES = frozenset({"1", "L", *_WIDE_GREY})
 
 Size = tuple[int, int]  # (width, height)
 
 
 def selection(image: Image.Image) -> npt.NDArray[np.bool_]:
-    """Where a decoded mask image selects, ``(H, W)`` bool: its alpha channel where it has one
-    (any mode with alpha or transparency data), else nonzero values (16-bit, 32-bit and float
-    modes), else nonzero luminance."""
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.has_transparency_data:
-        selected: npt.NDArray[np.bool_] = np.asarray(image.convert("RGBA").getchannel("A")) > 0
-    elif image.mode in _WIDE_MODES:
-        selected = np.asarray(image) != 0
-    else:
-        selected = np.asarray(image.convert("L")) > 0
-    return selected
+    """Where a decoded mask image selects, ``(H, W)`` bool (the module docstring's rule for its
+    pixel mode; 415 for a mode without one)."""
+    selected = _selected(image)
+    if selected is None:
+        raise UnsupportedImageFormat(
+            f"the mask uses the pixel mode {image.mode!r}, which simscore cannot read as a "
+            "mask; save it as 8-bit grey, RGB or RGBA"
+        )
+    return np.asarray(selected, dtype=np.bool_)
+
+
+def _selected(image: Image.Image) -> Any:
+    """The selection as a numpy array of any dtype (None: no rule for the mode)."""
+    mode = image.mode
+    if mode in _ALPHA_BAND:
+        return np.asarray(image.getchannel(_ALPHA_BAND[mode])) > 0
+    transparent = image.info.get("transparency")
+    if transparent is not None and mode in _WIDE_GREY and isinstance(transparent, int):
+        return np.asarray(image) != transparent
+    if transparent is not None and mode in ("1", "L", "P", "RGB"):
+        return np.asarray(image.convert("RGBA").getchannel("A")) > 0
+    if mode in _LUMA_BAND:
+        return np.asarray(image.getchannel(_LUMA_BAND[mode])) > 0
+    if mode in _VALUE_MODES:
+        return np.asarray(image) != 0
+    if mode == "F":
+        values = np.asarray(image)
+        return (values != 0) & ~np.isnan(values)
+    if mode in ("RGB", "RGBX"):
+        return np.asarray(image)[..., :3].any(axis=2)
+    if mode in ("P", "CMYK"):
+        return np.asarray(image.convert("RGB")).any(axis=2)
+    return None
 
 
 def at_size(selected: npt.NDArray[np.bool_], size: Size) -> torch.Tensor:

@@ -7,7 +7,7 @@ HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from app.budgets import Budget
 from app.config import Settings
@@ -96,7 +96,7 @@ class ComparePipeline:
         failure, or a full queue, raises for the request."""
         budget = budget or self.pixel_budget()
         async with self.decoder.decode(reference, candidates, options, budget) as decoded:
-            pairs = await self.decoder.run(prepare_pairs, decoded, options.scores)
+            pairs = await self.decoder.run(budget, prepare_pairs, decoded, options.scores)
             good = [(i, p) for i, p in enumerate(pairs) if not isinstance(p, BaseException)]
             waits = self.queue.submit_many([p for _, p in good], deadline=deadline)
             outcomes = dict(
@@ -135,12 +135,16 @@ class ComparePipeline:
             if isinstance(item, BaseException):
                 raise item
             return await self.decoder.run(
-                map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+                budget, map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
             )
 
-    async def render_map(self, comparison: Comparison, kind: MapKind) -> bytes:
-        """The heat map PNG of a scored comparison, drawn on the decode threads."""
+    async def render_map(
+        self, comparison: Comparison, kind: MapKind, *, lane: Hashable | None = None
+    ) -> bytes:
+        """The heat map PNG of a scored comparison, drawn on the decode threads (in the request's
+        ``lane``: its pixel budget)."""
         return await self.decoder.run(
+            lane if lane is not None else object(),
             map_png,
             comparison.reference.tensor,
             comparison.candidate.tensor,

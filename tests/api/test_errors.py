@@ -339,6 +339,7 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
             return score
 
         intercept_scoring(queue_of(app).scorer, scarce)
+        max_batch_pixels = queue_of(app).max_batch_pixels
         responses = await asyncio.gather(
             client.post("/compare", files=files(GOOD, OTHER)),
             client.post("/compare", files=files(OTHER, GOOD)),
@@ -346,7 +347,9 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
         )
         metrics = (await client.get("/metrics")).text
     assert [r.status_code for r in responses] == [200, 200, 413]
-    assert "out of memory" in responses[2].json()["detail"]
+    detail = responses[2].json()["detail"]
+    assert "out of memory" in detail
+    assert f"SIMSCORE_MAX_BATCH_PIXELS={max_batch_pixels}" in detail
     assert 'simscore_request_failures_total{reason="oom"} 1.0' in metrics
 
 

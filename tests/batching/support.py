@@ -94,6 +94,8 @@ def make(
     on_exhausted: Callable[[], None] = lambda: None,
     unhealthy_after: int = 3,
     observer: Observed | None = None,
+    cost: Callable[[tuple[str, int]], int] = lambda item: 1,
+    max_batch_cost: int | None = None,
 ) -> Batcher[tuple[str, int], int]:
     batcher: Batcher[tuple[str, int], int] = Batcher(
         handler,
@@ -107,6 +109,8 @@ def make(
         unhealthy_after=unhealthy_after,
         observer=observer,
         launcher=launcher,
+        cost=cost,
+        max_batch_cost=max_batch_cost,
     )
     batcher.start()
     return batcher

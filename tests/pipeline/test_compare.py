@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,8 +112,8 @@ async def test_a_stand_in_decoder_feeds_the_real_prepare_stage(
             self.calls += 1
             return real.decode(*args)
 
-        def run(self, fn: Callable[..., Any], *args: object) -> Awaitable[Any]:
-            return real.run(fn, *args)
+        def run(self, lane: Hashable, fn: Callable[..., Any], *args: object) -> Awaitable[Any]:
+            return real.run(lane, fn, *args)
 
         def close(self) -> None:
             real.close()

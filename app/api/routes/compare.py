@@ -73,7 +73,7 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     if include_map:
         png = await until_done(
             request,
-            pipeline.render_map(comparison, kind),
+            pipeline.render_map(comparison, kind, lane=admitted.pixels),
             admitted,
         )
     request.state.log = {

@@ -27,6 +27,7 @@ from app.errors import NotReady, Overloaded, SimscoreError
 from app.observability import Metrics
 from app.pipeline import ComparePipeline
 from app.scoring import build_scorer
+from app.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,12 @@ class Admission:
 class Service:
     """See the module docstring."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing or Tracing()
         self.pipeline: ComparePipeline | None = None
         self.phase: Phase = "loading"
         self.drained_cleanly = True
@@ -79,7 +83,9 @@ class Service:
         self.drained_cleanly = True
         try:
             scorer, model = await asyncio.to_thread(build_scorer, self.settings, self.metrics)
-            pipeline = ComparePipeline.build(self.settings, scorer, model, self.metrics)
+            pipeline = ComparePipeline.build(
+                self.settings, scorer, model, self.metrics, self.tracing
+            )
             pipeline.start()
             self.pipeline = pipeline
             log.info(

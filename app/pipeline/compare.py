@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from app.budgets import Budget
 from app.config import Settings
+from app.imaging import PreparedImage
 from app.pipeline.decode import Decoder
 from app.pipeline.maps import map_png
 from app.pipeline.observer import PipelineObserver
@@ -20,17 +21,26 @@ from app.pipeline.stages import Decode, Queue
 from app.pipeline.types import CompareOptions, Comparison
 from app.scoring import ModelInfo, Scorer
 from app.scoring.device import MemoryStats
+from app.tracing import Tracing
 from app.vocabulary import MapKind
 
 
 class ComparePipeline:
     """decode -> prepare -> batch and score, for one model copy."""
 
-    def __init__(self, settings: Settings, decoder: Decode, queue: Queue, model: ModelInfo) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        decoder: Decode,
+        queue: Queue,
+        model: ModelInfo,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self.decoder = decoder
         self.queue = queue
         self.model = model
+        self.tracing = tracing or Tracing()
 
     @classmethod
     def build(
@@ -39,9 +49,12 @@ class ComparePipeline:
         scorer: Scorer,
         model: ModelInfo,
         observer: PipelineObserver | None = None,
+        tracing: Tracing | None = None,
     ) -> ComparePipeline:
         """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``."""
-        return cls(settings, Decoder(settings), ScoringQueue(settings, scorer, observer), model)
+        decoder = Decoder(settings, tracing)
+        queue = ScoringQueue(settings, scorer, observer, tracing)
+        return cls(settings, decoder, queue, model, tracing)
 
     def start(self) -> None:
         self.queue.start()
@@ -130,16 +143,27 @@ class ComparePipeline:
             (item,) = decoded.candidates
             if isinstance(item, BaseException):
                 raise item
-            return await self.decoder.run(
-                map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
-            )
+            with self.tracing.span("map", _map_attributes(kind, item)):
+                return await self.decoder.run(
+                    map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+                )
 
     async def render_map(self, comparison: Comparison, kind: MapKind) -> bytes:
         """The heat map PNG of a scored comparison, drawn on the decode threads."""
-        return await self.decoder.run(
-            map_png,
-            comparison.reference.tensor,
-            comparison.candidate.tensor,
-            kind,
-            comparison.mask,
-        )
+        with self.tracing.span("map", _map_attributes(kind, comparison.candidate)):
+            return await self.decoder.run(
+                map_png,
+                comparison.reference.tensor,
+                comparison.candidate.tensor,
+                kind,
+                comparison.mask,
+            )
+
+
+def _map_attributes(kind: MapKind, image: PreparedImage) -> dict[str, str | int]:
+    """A ``map`` span's attributes: the kind, and the size it is drawn at."""
+    return {
+        "simscore.map_kind": kind,
+        "simscore.image.width": image.width,
+        "simscore.image.height": image.height,
+    }

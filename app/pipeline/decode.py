@@ -9,7 +9,7 @@ that have not started.
 
 The reference is decoded first (a candidate is sized to it), then the mask at its size, then the
 candidates, concurrently; each candidate fails alone (its item is the exception), the reference
-or the mask fails the request.
+or the mask fails the request. Each image's decoding is a ``decode`` span (``spans``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -35,8 +35,10 @@ from app.imaging import (
 )
 from app.imaging.decode import Size
 from app.metrics import masks
+from app.pipeline.spans import decoded_attributes, upload_attributes
 from app.pipeline.types import CompareOptions, DecodedRequest
 from app.scoring.references import reference_key
+from app.tracing import Tracing
 from app.vocabulary import preprocessing_tag
 
 R = TypeVar("R")
@@ -46,8 +48,9 @@ MASK = "mask"
 class Decoder:
     """The decode stage (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing()
         self._pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="simscore-decode"
         )
@@ -77,14 +80,21 @@ class Decoder:
         """The request's images, counted as held memory until the block ends."""
         started = time.monotonic()
         with self.memory.holding() as take:
-            ref, key = await self.run(self._reference, reference, budget)
+            ref, key = await self._traced(
+                "reference", reference, self.run(self._reference, reference, budget)
+            )
             take(_nbytes(ref.tensor), "reference")
             mask = None
             if options.mask is not None:
-                mask = await self.run(self._mask, options.mask, ref.size, budget)
+                mask = await self._traced(
+                    MASK, options.mask, self.run(self._mask, options.mask, ref.size, budget)
+                )
                 take(_nbytes(mask), MASK)
             decoded = await asyncio.gather(
-                *(self.run(self._candidate, c, ref, options, budget) for c in candidates),
+                *(
+                    self._traced("candidate", c, self.run(self._candidate, c, ref, options, budget))
+                    for c in candidates
+                ),
                 return_exceptions=True,
             )
             yield DecodedRequest(
@@ -97,6 +107,17 @@ class Decoder:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _traced(self, role: str, data: bytes, work: Awaitable[R]) -> R:
+        """``work``, the decoding of one image, in its ``decode`` span."""
+        if not self.tracing.enabled:
+            return await work
+        with self.tracing.span("decode", upload_attributes(role, data)) as span:
+            result = await work
+            image = result[0] if isinstance(result, tuple) else result
+            if isinstance(image, PreparedImage):
+                span.set_attributes(decoded_attributes(image))
+            return result
 
     def _reference(self, data: bytes, budget: Budget) -> tuple[PreparedImage, str]:
         image = prepare_reference(

@@ -1,7 +1,9 @@
 """The batch and score stages joined: ``ScoringQueue`` puts pairs in the batcher's queue, and the
 batch worker scores each batch with the ``Scorer`` (started on the device, then collected, so a
 full next batch can be started in between: ``SIMSCORE_OVERLAP_BATCHES``). The device's memory
-is reported after each batch, wherever it failed."""
+is reported after each batch, wherever it failed. With tracing on, each pair carries its
+``queue`` and ``compute`` spans through the batcher and each batch has its ``batch`` span
+(``spans``)."""
 
 from __future__ import annotations
 
@@ -11,20 +13,30 @@ from app.batching import Batcher, Outcome
 from app.config import Settings
 from app.errors import OutOfMemory
 from app.pipeline.observer import PipelineObserver
+from app.pipeline.spans import BatchSpans
 from app.pipeline.types import default_max_wait_ms
 from app.scoring import PairRequest, PairScores, Scorer, is_out_of_memory
 from app.scoring.device import MemoryStats
+from app.tracing import Tracing
 
 
 class ScoringQueue:
     """Pairs in, each pair's ``Outcome`` out (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, scorer: Scorer, observer: PipelineObserver | None = None
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        observer: PipelineObserver | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self._observer = observer
+        self._spans = None
+        if tracing is not None and tracing.enabled:
+            runner = scorer.runner
+            self._spans = BatchSpans(tracing, device=str(runner.device), precision=runner.precision)
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
             self._score_batch,
             group_key=lambda pair: pair.shape,
@@ -40,6 +52,7 @@ class ScoringQueue:
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
             launcher=self._launch_batch if scorer.runner.overlap else None,
+            tracer=self._spans,
         )
 
     @property
@@ -63,7 +76,18 @@ class ScoringQueue:
     def submit_many(
         self, pairs: Sequence[PairRequest], *, deadline: float
     ) -> list[Awaitable[Outcome[PairScores]]]:
-        return list(self.batcher.submit_many(pairs, deadline=deadline))
+        if self._spans is None:
+            return list(self.batcher.submit_many(pairs, deadline=deadline))
+        queued = self._spans.queued(pairs)
+        try:
+            answers = self.batcher.submit_many(pairs, deadline=deadline, contexts=queued)
+        except BaseException as exc:  # refused (queue full, stopping): the spans end here
+            for span in queued:
+                span.left(exc)
+            raise
+        for answer, span in zip(answers, queued, strict=True):
+            answer.add_done_callback(span.settle)
+        return list(answers)
 
     def memory(self) -> MemoryStats:
         return self.scorer.runner.memory()

@@ -2,7 +2,8 @@
 
 ``simscore compare`` runs the service's own pipeline (decode pool, batcher, scorer) in-process
 and prints the service's response schema, so the command line and ``POST /compare`` cannot give
-different answers.
+different answers. With the OpenTelemetry variables set it is traced like the service, as one
+``simscore compare`` span that continues ``--traceparent`` (or ``TRACEPARENT``) when given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -55,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--size-policy", choices=list(SIZE_POLICIES), default=None)
     compare.add_argument(
         "--mask", type=Path, default=None, help="compare only where this image is nonzero"
+    )
+    compare.add_argument(
+        "--traceparent",
+        default=os.environ.get("TRACEPARENT"),
+        help="a W3C traceparent the run's trace continues (default: TRACEPARENT; tracing is on "
+        "when the OTEL_* variables ask for it: README, Tracing)",
     )
 
     fetch = sub.add_parser("fetch-weights", help="download the ImageNet VGG19 weights")
@@ -112,6 +120,7 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import SimscoreError
     from app.pipeline import CompareOptions, ComparePipeline
     from app.scoring import build_scorer
+    from app.tracing import Tracing, continued
     from app.vocabulary import parse_scores
 
     try:
@@ -123,14 +132,18 @@ async def _compare(settings: Settings, args: argparse.Namespace) -> int:
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
-    pipeline = ComparePipeline.build(settings, scorer, model)
+    tracing = Tracing.from_environment()
+    pipeline = ComparePipeline.build(settings, scorer, model, tracing=tracing)
     pipeline.start()
+    caller = continued({"traceparent": args.traceparent, "tracestate": os.getenv("TRACESTATE")})
     try:
-        if args.candidate.is_dir():
-            return await _compare_folder(pipeline, reference, candidates, options, args)
-        return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
+        with tracing.span("simscore compare", context=caller):
+            if args.candidate.is_dir():
+                return await _compare_folder(pipeline, reference, candidates, options, args)
+            return await _compare_pair(pipeline, reference, candidates[0], options, args.json)
     finally:
         pipeline.close()
+        tracing.shutdown()
 
 
 def _candidates(path: Path) -> list[Path]:

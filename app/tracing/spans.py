@@ -65,11 +65,14 @@ class Tracing:
         log.info("tracing on: spans exported with %s", description)
         return cls(provider, description)
 
-    def span(self, name: str, attributes: Attributes = None) -> AbstractContextManager[Span]:
-        """A span around a block, the current span inside it, marked if the block raises."""
+    def span(
+        self, name: str, attributes: Attributes = None, *, context: Context | None = None
+    ) -> AbstractContextManager[Span]:
+        """A span around a block, the current span inside it, marked if the block raises; a
+        child of the current span, or of the span ``context`` holds (``continued``)."""
         if not self.enabled:
             return _NO_SPAN
-        return _recorded(self.tracer, name, attributes)
+        return _recorded(self.tracer, name, attributes, context)
 
     def shutdown(self, timeout_s: float = SHUTDOWN_S) -> None:
         """Export what is queued and stop the exporter thread, waiting at most ``timeout_s``
@@ -88,9 +91,15 @@ class Tracing:
 
 
 @contextlib.contextmanager
-def _recorded(tracer: trace.Tracer, name: str, attributes: Attributes) -> Iterator[Span]:
+def _recorded(
+    tracer: trace.Tracer, name: str, attributes: Attributes, context: Context | None
+) -> Iterator[Span]:
     with tracer.start_as_current_span(
-        name, attributes=attributes, record_exception=False, set_status_on_exception=False
+        name,
+        context=context,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         try:
             yield span
@@ -132,7 +141,7 @@ def current_ids() -> tuple[str, str] | None:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
-def continued(carrier: Mapping[str, str]) -> Context:
+def continued(carrier: Mapping[str, str | None]) -> Context:
     """The context a W3C ``traceparent`` (and ``tracestate``) in ``carrier`` continues (the
     propagators of ``OTEL_PROPAGATORS``, W3C trace context by default)."""
     return propagate.extract({k.lower(): v for k, v in carrier.items() if v})

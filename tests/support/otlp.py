@@ -201,3 +201,42 @@ class OtlpReceiver:
 def receiving() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
         yield receiver
+
+
+class Traces:
+    """Spans received, read as traces: requests (server spans), their children, batches."""
+
+    def __init__(self, spans: list[ReceivedSpan]) -> None:
+        self.spans = spans
+
+    def named(self, name: str) -> list[ReceivedSpan]:
+        return [span for span in self.spans if span.name == name]
+
+    def requests(self) -> list[ReceivedSpan]:
+        return [span for span in self.spans if span.kind == "SERVER"]
+
+    def children(self, parent: ReceivedSpan, name: str | None = None) -> list[ReceivedSpan]:
+        return [
+            span
+            for span in self.spans
+            if span.trace_id == parent.trace_id
+            and span.parent_span_id == parent.span_id
+            and (name is None or span.name == name)
+        ]
+
+    def batches_of(self, request: ReceivedSpan) -> list[ReceivedSpan]:
+        """The ``batch`` spans linked to a span of ``request``'s trace."""
+        return [
+            span
+            for span in self.named("batch")
+            if any(trace_id == request.trace_id for trace_id, _ in span.links)
+        ]
+
+
+def otel_env(receiver: OtlpReceiver, **extra: str) -> dict[str, str]:
+    """The variables that send a service's spans to ``receiver``, exported promptly."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        **extra,
+    }

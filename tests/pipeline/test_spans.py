@@ -89,7 +89,8 @@ async def test_a_batch_links_the_pairs_it_scored_and_each_pair_has_queue_then_co
     assert batch.attributes["simscore.batch_size"] == 2
     assert batch.attributes["simscore.device"] == "cpu"
     assert batch.attributes["simscore.precision"] == "fp32"
-    assert tuple(batch.attributes["simscore.scores"]) == ("vgg", "style", "ssim", "mse", "psnr")  # type: ignore[arg-type]
+    scores = batch.attributes["simscore.scores"]
+    assert isinstance(scores, tuple) and scores == ("vgg", "style", "ssim", "mse", "psnr")
     assert batch.attributes["simscore.split"] is False
     for span in queued:  # queue ends when the batch starts: before the batch ends
         assert span.end_time is not None and batch.end_time is not None

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-tracing bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated b
 
 bench-masks: install  ## what a region of interest costs: masked vs unmasked pairs
 	$(BIN)/python bench/masks.py
+
+bench-tracing: install  ## what tracing costs: every request traced and exported vs tracing off, side by side
+	$(BIN)/python bench/tracing.py
 
 bench-security: install  ## hostile clients against a real server, worst legitimate uploads, CPU kernels (docs/security.md)
 	$(BIN)/python bench/attacks.py

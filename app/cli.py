@@ -58,12 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument(
         "--mask", type=Path, default=None, help="compare only where this image is nonzero"
     )
-    compare.add_argument(
-        "--traceparent",
-        default=os.environ.get("TRACEPARENT"),
-        help="a W3C traceparent the run's trace continues (default: TRACEPARENT; tracing is on "
-        "when the OTEL_* variables ask for it: README, Tracing)",
-    )
+    _traceparent_argument(compare)
 
     fetch = sub.add_parser("fetch-weights", help="download the ImageNet VGG19 weights")
     fetch.add_argument("--out", type=Path, default=None, help="write a features-only file here")
@@ -96,6 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fetch-weights":
         return _fetch(args.out)
     return _make_random(args.out, args.seed)
+
+
+def _traceparent_argument(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "--traceparent",
+        default=os.environ.get("TRACEPARENT"),
+        help="a W3C traceparent the run's trace continues (default: TRACEPARENT; tracing is on "
+        "when the OTEL_* variables ask for it: README, Tracing)",
+    )
 
 
 def _scores_on_cpu(settings: Settings) -> bool:

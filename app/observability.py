@@ -37,6 +37,19 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+def _spans_dropped(registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "simscore_trace_spans_dropped",
+        "Trace spans dropped instead of exported, by reason: queue_full (the collector is "
+        "slow or down) or export_failed.",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in SPAN_DROP_REASONS:
+        counter.labels(reason=reason)
+    return counter
+
+
 class Metrics:
     """The service's Prometheus metrics (names in ``EXPORTED_METRICS``)."""
 
@@ -114,15 +127,7 @@ class Metrics:
         )
         for kind in ("oom", "error"):
             self.batch_failures.labels(kind=kind)
-        self.spans_dropped = Counter(
-            "simscore_trace_spans_dropped",
-            "Trace spans dropped instead of exported, by reason: queue_full (the collector is "
-            "slow or down) or export_failed.",
-            ["reason"],
-            registry=r,
-        )
-        for reason in SPAN_DROP_REASONS:
-            self.spans_dropped.labels(reason=reason)
+        self.spans_dropped = _spans_dropped(r)
 
     # -- what the batcher, the reference cache and the pipeline report ----------------------
 

@@ -115,7 +115,7 @@ class Decoder:
         with self.tracing.span("decode", upload_attributes(role, data)) as span:
             result = await work
             image = result[0] if isinstance(result, tuple) else result
-            if isinstance(image, PreparedImage):
+            if isinstance(image, PreparedImage | torch.Tensor):
                 span.set_attributes(decoded_attributes(image))
             return result
 

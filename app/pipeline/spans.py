@@ -21,6 +21,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
+import torch
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -62,8 +63,14 @@ def upload_attributes(role: str, data: bytes) -> dict[str, AttributeValue]:
     }
 
 
-def decoded_attributes(image: PreparedImage) -> dict[str, AttributeValue]:
-    """A ``decode`` span's attributes once decoded: the size as uploaded and as compared."""
+def decoded_attributes(image: PreparedImage | torch.Tensor) -> dict[str, AttributeValue]:
+    """A ``decode`` span's attributes once decoded: the size as uploaded and as compared (a
+    mask: as compared)."""
+    if isinstance(image, torch.Tensor):
+        return {
+            "simscore.image.compared_width": int(image.shape[-1]),
+            "simscore.image.compared_height": int(image.shape[-2]),
+        }
     width, height = image.original_size
     return {
         "simscore.image.width": width,

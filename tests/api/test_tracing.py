@@ -22,7 +22,7 @@ from simscore_client.tracing import fixed_trace_headers
 
 from app.config import Settings
 from tests.support.http import pair_files, sample
-from tests.support.images import PHOTOS, distort, encode, photo
+from tests.support.images import PHOTOS, distort, encode, photo, solid_png
 from tests.support.otlp import OtlpReceiver, Traces, otel_env
 from tests.support.servers import free_port, running
 from tests.tracing.support import export_threads
@@ -145,7 +145,7 @@ async def test_an_error_marks_its_stage_and_its_request(
     assert not traces.named("queue"), "nothing was queued"
 
 
-async def test_maps_are_drawn_in_their_span(
+async def test_maps_are_drawn_in_their_span_and_a_mask_decoded_in_its_own(
     make_settings: Callable[..., Settings],
     env: Callable[[dict[str, str]], None],
     receiver: OtlpReceiver,
@@ -153,7 +153,9 @@ async def test_maps_are_drawn_in_their_span(
     env(otel_env(receiver))
     async with running(make_settings()) as (_, client):
         included = await client.post("/compare", files=_pair(0), data={"include_map": "true"})
-        alone = await client.post("/compare/map", files=_pair(1), data={"map_kind": "abs"})
+        mask = ("mask", ("mask.png", solid_png(64, 64, (255, 255, 255)), "image/png"))
+        files = [*_pair(1), mask]
+        alone = await client.post("/compare/map", files=files, data={"map_kind": "abs"})
     assert included.status_code == alone.status_code == 200
     traces = Traces(receiver.spans)
     kinds = {}
@@ -162,6 +164,8 @@ async def test_maps_are_drawn_in_their_span(
         kinds[request.attributes["http.route"]] = drawn.attributes["simscore.map_kind"]
         assert drawn.attributes["simscore.image.width"] == 64
     assert kinds == {"/compare": "ssim", "/compare/map": "abs"}
+    (masked,) = [s for s in traces.named("decode") if s.attributes["simscore.image.role"] == "mask"]
+    assert masked.attributes["simscore.image.compared_width"] == 64
 
 
 async def test_probes_and_metrics_are_not_traced(

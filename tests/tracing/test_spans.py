@@ -4,6 +4,9 @@ spans, ids for the log, the caller's trace continued, a bounded shutdown."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from opentelemetry import trace
@@ -20,8 +23,6 @@ PARENT_ID = "b7ad6b7169203331"
 
 @pytest.fixture
 def no_otel(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    import os
-
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             monkeypatch.delenv(name)
@@ -37,6 +38,24 @@ def test_off_by_default_starts_nothing(no_otel: pytest.MonkeyPatch) -> None:
         assert current_ids() is None
     assert export_threads() == before
     tracing.shutdown()  # nothing to do
+
+
+def test_an_app_without_otel_variables_loads_no_sdk_and_starts_no_thread() -> None:
+    code = (
+        "import sys, threading\n"
+        "from app.config import Settings\n"
+        "from app.main import create_app\n"
+        "create_app(Settings(_env_file=None, weights='random'))\n"
+        "sdk = [m for m in sys.modules if m.startswith(('opentelemetry.sdk', "
+        "'opentelemetry.instrumentation', 'opentelemetry.exporter'))]\n"
+        "print(sdk, [t.name for t in threading.enumerate()])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
+    )
+    assert out.stdout.strip() == "[] ['MainThread']"
 
 
 def test_on_from_the_environment_and_shut_down_within_bounds(

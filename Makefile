@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-tracing bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-masks: install  ## what a region of interest costs: masked vs unmasked pai
 
 bench-thresholds: install  ## what each score does on the test photographs' distortions (docs/ci.md)
 	$(BIN)/python bench/thresholds.py
+
+bench-tracing: install  ## what tracing costs: every request traced and exported vs tracing off, side by side
+	$(BIN)/python bench/tracing.py
 
 bench-security: install  ## hostile clients against a real server, slowest admitted uploads, activation memory, CPU kernels (docs/security.md)
 	$(BIN)/python bench/attacks.py

@@ -4,6 +4,8 @@
 and prints the service's response schema, so the command line and ``POST /compare`` cannot give
 different answers. With ``--threshold`` (or SIMSCORE_THRESHOLDS) it exits 0 when every pair
 passes, 1 when one fails (or, with a folder, a candidate cannot be read), and 2 on a usage error.
+With the OpenTelemetry variables set it is traced like the service, as one
+``simscore compare`` span that continues ``--traceparent`` (or ``TRACEPARENT``) when given.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write a JUnit XML report here: a testcase per candidate, a failure naming the "
         "failed conditions and the scores, an error for a candidate that cannot be read",
     )
+    _traceparent_argument(compare)
 
     fetch = sub.add_parser("fetch-weights", help="download a backbone's ImageNet weights")
     fetch.add_argument(
@@ -114,6 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fetch-weights":
         return _fetch(args.backbone, args.out)
     return _make_random(args.out, args.seed)
+
+
+def _traceparent_argument(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "--traceparent",
+        default=os.environ.get("TRACEPARENT"),
+        help="a W3C traceparent the run's trace continues (default: TRACEPARENT; tracing is on "
+        "when the OTEL_* variables ask for it: README, Tracing)",
+    )
 
 
 def _scores_on_cpu(settings: Settings) -> bool:

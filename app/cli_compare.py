@@ -1,5 +1,7 @@
 """``simscore compare REF CAND|FOLDER``: the service's own pipeline (decode pool, batcher,
-scorer) run in-process on files; what it prints and writes is ``app.cli_output``.
+scorer) run in-process on files; what it prints and writes is ``app.cli_output``. With the
+OpenTelemetry variables set it is traced like the service, as one ``simscore compare`` span
+that continues ``--traceparent`` (or ``TRACEPARENT``) when given.
 
 Imported only when the command runs (``app.cli`` must start no thread before the allocator
 setting), and it imports the model code only once the arguments are checked.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import SimscoreError
     from app.pipeline import CompareOptions, ComparePipeline
     from app.scoring import build_scorer
+    from app.tracing import Tracing, continued
     from app.vocabulary import SCORE_NAMES, parse_scores
 
     try:
@@ -48,20 +52,24 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
-    pipeline = ComparePipeline.build(settings, scorer, model)
+    tracing = Tracing.from_environment()
+    pipeline = ComparePipeline.build(settings, scorer, model, tracing=tracing)
     pipeline.start()
     model_json = model_out(model).model_dump(mode="json")
+    caller = continued({"traceparent": args.traceparent, "tracestate": os.getenv("TRACESTATE")})
     try:
         started = time.monotonic()
-        if args.candidate.is_dir():
-            rows = await _compare_folder(pipeline, reference, candidates, options, thresholds)
-        else:
-            row = await _compare_pair(pipeline, reference, candidates[0], options, thresholds)
-            if row is None:
-                return 2
-            rows = [row]
+        with tracing.span("simscore compare", context=caller):
+            if args.candidate.is_dir():
+                rows = await _compare_folder(pipeline, reference, candidates, options, thresholds)
+            else:
+                row = await _compare_pair(pipeline, reference, candidates[0], options, thresholds)
+                if row is None:
+                    return 2
+                rows = [row]
     finally:
         pipeline.close()
+        tracing.shutdown()
     _report(rows, args, thresholds, time.monotonic() - started, model_json)
     return cli_output.exit_status(rows)
 

@@ -1,5 +1,6 @@
-"""One pure-ASGI middleware: request id, security headers, access log line, HTTP metrics, a 400
-for an ambiguous body length, and a JSON 500 for anything unhandled.
+"""One pure-ASGI middleware: request id, security headers, access log line (with the request's
+trace and span ids when it is traced), HTTP metrics, a 400 for an ambiguous body length, and a
+JSON 500 for anything unhandled.
 
 It is pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through it and a client that goes
 away is still seen by the route. An answer sent before the request's body was read (a 401, 413,
@@ -22,10 +23,12 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import INTERNAL_DETAIL
 from app.observability import Metrics
+from app.tracing import current_ids, mark_error
 
 log = logging.getLogger("simscore.access")
 
@@ -92,12 +95,13 @@ class RequestContextMiddleware:
                 )
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
-        except Exception:
+        except Exception as exc:
             # A bug: log it with the request id, answer JSON (if we still can), keep serving.
             log.exception(
                 "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
             )
             self.metrics.failures.labels(reason="internal").inc()
+            mark_error(trace.get_current_span(), exc)
             if not response_started:
                 await _send_json(
                     send_wrapper, 500, {"detail": INTERNAL_DETAIL, "request_id": request_id}
@@ -114,8 +118,11 @@ class RequestContextMiddleware:
         self.metrics.request_duration.labels(endpoint=endpoint).observe(elapsed)
         if scope["path"].startswith(_QUIET_PATHS):
             return
-        line = {
-            "request_id": request_id,
+        line: dict[str, Any] = {"request_id": request_id}
+        ids = current_ids()  # the server span's, when the request is traced
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
+        line |= {
             "method": scope["method"],
             "path": scope["path"],
             "status": status,

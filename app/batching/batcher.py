@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic
 
 from app.batching.attempts import BatchRunner, Started
-from app.batching.jobs import BatchObserver, In, Job, Launcher, Out, Outcome, T, fail
+from app.batching.jobs import BatchObserver, BatchTracer, In, Job, Launcher, Out, Outcome, T, fail
 from app.batching.queue import WorkQueue
 from app.errors import NotReady
 
@@ -38,6 +38,7 @@ class Batcher(Generic[In, Out]):
         cost: Callable[[In], int] = lambda item: 1,
         max_batch_cost: int | None = None,
         name: str = "simscore-batcher",
+        tracer: BatchTracer[In] | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0 or unhealthy_after < 1:
             raise ValueError("max_batch_size, queue_size and unhealthy_after >= 1, max_wait_s >= 0")
@@ -58,6 +59,7 @@ class Batcher(Generic[In, Out]):
             exhausted_error=exhausted_error,
             unhealthy_after=unhealthy_after,
             observer=observer,
+            tracer=tracer,
         )
         self._overlap = launcher is not None
         self._observer = observer
@@ -104,11 +106,16 @@ class Batcher(Generic[In, Out]):
         return await outcome
 
     def submit_many(
-        self, items: Sequence[In], *, deadline: float
+        self, items: Sequence[In], *, deadline: float, contexts: Sequence[object] | None = None
     ) -> list[asyncio.Future[Outcome[Out]]]:
-        """Queue items together (all or none) and return one awaitable per item."""
+        """Queue items together (all or none) and return one awaitable per item; ``contexts``
+        (one per item) go with them to the ``BatchTracer``."""
+        if contexts is not None and len(contexts) != len(items):
+            raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
+        attached = contexts if contexts is not None else [None] * len(items)
         jobs = [
-            Job[In, Out](item, self._group_key(item), deadline, self._cost(item)) for item in items
+            Job[In, Out](item, self._group_key(item), deadline, self._cost(item), context=context)
+            for item, context in zip(items, attached, strict=True)
         ]
         self._queue.put(jobs)
         self._report_depth()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Sequence
 from app.budgets import Budget
 from app.config import Settings
 from app.errors import DeviceFailed
+from app.imaging import PreparedImage
 from app.pipeline.decode import Decoder
 from app.pipeline.maps import map_png
 from app.pipeline.observer import PipelineObserver
@@ -21,17 +22,26 @@ from app.pipeline.stages import Decode, Queue
 from app.pipeline.types import CompareOptions, Comparison
 from app.scoring import ModelInfo, Scorer
 from app.scoring.device import MemoryStats
+from app.tracing import Tracing
 from app.vocabulary import MapKind
 
 
 class ComparePipeline:
     """decode -> prepare -> batch and score, for one model copy."""
 
-    def __init__(self, settings: Settings, decoder: Decode, queue: Queue, model: ModelInfo) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        decoder: Decode,
+        queue: Queue,
+        model: ModelInfo,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self.decoder = decoder
         self.queue = queue
         self.model = model
+        self.tracing = tracing or Tracing()
 
     @classmethod
     def build(
@@ -41,11 +51,13 @@ class ComparePipeline:
         model: ModelInfo,
         observer: PipelineObserver | None = None,
         on_device_failure: Callable[[DeviceFailed], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> ComparePipeline:
         """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``
         (``on_device_failure``: see ``ScoringQueue``)."""
-        queue = ScoringQueue(settings, scorer, observer, on_device_failure)
-        return cls(settings, Decoder(settings), queue, model)
+        decoder = Decoder(settings, tracing)
+        queue = ScoringQueue(settings, scorer, observer, on_device_failure, tracing)
+        return cls(settings, decoder, queue, model, tracing)
 
     def start(self) -> None:
         self.queue.start()
@@ -134,20 +146,31 @@ class ComparePipeline:
             (item,) = decoded.candidates
             if isinstance(item, BaseException):
                 raise item
-            return await self.decoder.run(
-                budget, map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
-            )
+            with self.tracing.span("map", _map_attributes(kind, item)):
+                return await self.decoder.run(
+                    budget, map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+                )
 
     async def render_map(
         self, comparison: Comparison, kind: MapKind, *, lane: Hashable | None = None
     ) -> bytes:
         """The heat map PNG of a scored comparison, drawn on the decode threads (in the request's
         ``lane``: its pixel budget)."""
-        return await self.decoder.run(
-            lane if lane is not None else object(),
-            map_png,
-            comparison.reference.tensor,
-            comparison.candidate.tensor,
-            kind,
-            comparison.mask,
-        )
+        with self.tracing.span("map", _map_attributes(kind, comparison.candidate)):
+            return await self.decoder.run(
+                lane if lane is not None else object(),
+                map_png,
+                comparison.reference.tensor,
+                comparison.candidate.tensor,
+                kind,
+                comparison.mask,
+            )
+
+
+def _map_attributes(kind: MapKind, image: PreparedImage) -> dict[str, str | int]:
+    """A ``map`` span's attributes: the kind, and the size it is drawn at."""
+    return {
+        "simscore.map_kind": kind,
+        "simscore.image.width": image.width,
+        "simscore.image.height": image.height,
+    }

@@ -13,7 +13,7 @@ behind at most one of its decodes per thread.
 
 The reference is decoded first (a candidate is sized to it), then the mask at its size, then the
 candidates, concurrently; each candidate fails alone (its item is the exception), the reference
-or the mask fails the request.
+or the mask fails the request. Each image's decoding is a ``decode`` span (``spans``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import TypeVar
 
 import torch
@@ -40,8 +40,10 @@ from app.imaging import (
 from app.imaging.decode import Size
 from app.metrics import masks
 from app.pipeline.pool import FairPool
+from app.pipeline.spans import decoded_attributes, upload_attributes
 from app.pipeline.types import CompareOptions, DecodedRequest
 from app.scoring.references import reference_key
+from app.tracing import Tracing
 from app.vocabulary import preprocessing_tag
 
 R = TypeVar("R")
@@ -58,8 +60,9 @@ def decode_threads(settings: Settings) -> int:
 class Decoder:
     """The decode stage (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing()
         self._pool = FairPool(decode_threads(settings), "simscore-decode")
         self.memory = DecodedBytes(settings.decoded_memory_bytes)
         self._preprocessing = preprocessing_tag(settings.max_side)
@@ -89,14 +92,23 @@ class Decoder:
         """The request's images, counted as held memory until the block ends."""
         started = time.monotonic()
         with self.memory.holding() as take:
-            ref, key = await self.run(budget, self._reference, reference, budget)
+            ref, key = await self._traced(
+                "reference", reference, self.run(budget, self._reference, reference, budget)
+            )
             take(_nbytes(ref.tensor), "reference")
             mask = None
             if options.mask is not None:
-                mask = await self.run(budget, self._mask, options.mask, ref.size, budget)
+                mask = await self._traced(
+                    MASK, options.mask, self.run(budget, self._mask, options.mask, ref.size, budget)
+                )
                 take(_nbytes(mask), MASK)
             decoded = await asyncio.gather(
-                *(self.run(budget, self._candidate, c, ref, options, budget) for c in candidates),
+                *(
+                    self._traced(
+                        "candidate", c, self.run(budget, self._candidate, c, ref, options, budget)
+                    )
+                    for c in candidates
+                ),
                 return_exceptions=True,
             )
             yield DecodedRequest(
@@ -109,6 +121,17 @@ class Decoder:
 
     def close(self) -> None:
         self._pool.shutdown()
+
+    async def _traced(self, role: str, data: bytes, work: Awaitable[R]) -> R:
+        """``work``, the decoding of one image, in its ``decode`` span."""
+        if not self.tracing.enabled:
+            return await work
+        with self.tracing.span("decode", upload_attributes(role, data)) as span:
+            result = await work
+            image = result[0] if isinstance(result, tuple) else result
+            if isinstance(image, PreparedImage | torch.Tensor):
+                span.set_attributes(decoded_attributes(image))
+            return result
 
     def _reference(self, data: bytes, budget: Budget) -> tuple[PreparedImage, str]:
         image = prepare_reference(

@@ -5,7 +5,11 @@ collected, so that a full next batch can be started in between (``SIMSCORE_OVERL
 
 A batch is bounded by pairs (``SIMSCORE_MAX_BATCH_SIZE``) and by the image pixels its forward
 pass takes (``SIMSCORE_MAX_BATCH_PIXELS``, ``app.scoring.activations``): each pair costs its
-reference's and its candidate's pixels, and a pair over the budget is scored alone."""
+reference's and its candidate's pixels, and a pair over the budget is scored alone.
+
+With tracing on, each pair carries its ``queue`` and ``compute`` spans through the batcher and
+each batch has its ``batch`` span (``app.pipeline.spans``).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from app.config import Settings
 from app.errors import DeviceFailed, OutOfMemory
 from app.pipeline.observer import PipelineObserver
 from app.pipeline.scoring import ScoringStage
+from app.pipeline.spans import BatchSpans
 from app.pipeline.types import default_max_wait_ms
 from app.scoring import PairRequest, PairScores, Scorer, is_out_of_memory
 from app.scoring.activations import batch_pixels
 from app.scoring.device import MemoryStats
+from app.tracing import Tracing
 
 
 def pair_pixels(pair: PairRequest) -> int:
@@ -47,12 +53,17 @@ class ScoringQueue:
         scorer: Scorer,
         observer: PipelineObserver | None = None,
         on_device_failure: Callable[[DeviceFailed], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.scoring = ScoringStage(scorer, observer, on_device_failure)
         device = scorer.runner.device
         self.max_batch_pixels = batch_pixels(settings.max_batch_pixels, device, settings.precision)
+        self._spans = None
+        if tracing is not None and tracing.enabled:
+            runner = scorer.runner
+            self._spans = BatchSpans(tracing, device=str(runner.device), precision=runner.precision)
         self.batcher: Batcher[PairRequest, PairScores] = Batcher(
             self.scoring.score,
             group_key=lambda pair: pair.shape,
@@ -67,6 +78,7 @@ class ScoringQueue:
             unhealthy_after=settings.unhealthy_after_failures,
             observer=observer,
             launcher=self.scoring.launch if scorer.runner.overlap else None,
+            tracer=self._spans,
         )
 
     @property
@@ -90,7 +102,18 @@ class ScoringQueue:
     def submit_many(
         self, pairs: Sequence[PairRequest], *, deadline: float
     ) -> list[Awaitable[Outcome[PairScores]]]:
-        return list(self.batcher.submit_many(pairs, deadline=deadline))
+        if self._spans is None:
+            return list(self.batcher.submit_many(pairs, deadline=deadline))
+        queued = self._spans.queued(pairs)
+        try:
+            answers = self.batcher.submit_many(pairs, deadline=deadline, contexts=queued)
+        except BaseException as exc:  # refused (queue full, stopping): the spans end here
+            for span in queued:
+                span.left(exc)
+            raise
+        for answer, span in zip(answers, queued, strict=True):
+            answer.add_done_callback(span.settle)
+        return list(answers)
 
     def memory(self) -> MemoryStats:
         return self.scorer.runner.memory()

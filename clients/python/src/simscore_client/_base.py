@@ -10,7 +10,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
+# Headers that carry the caller's trace to the server (W3C ``traceparent``, ``tracestate``),
+# asked for afresh for every request: ``simscore_client.tracing.current_trace_headers``.
+TraceHeaders: TypeAlias = "Callable[[], Mapping[str, str]]"
 ScoreNames: TypeAlias = "str | Iterable[str] | None"  # "vgg,ssim" or ["vgg", "ssim"]
 # "vgg<=0.05,ssim>=0.92" or ["vgg<=0.05", "ssim>=0.92"]; "" (or []) turns the server's default off
 Conditions: TypeAlias = "str | Iterable[str] | None"
@@ -253,12 +256,26 @@ class BaseClient:
     """Settings shared by the sync and async clients."""
 
     def __init__(
-        self, base_url: str, api_key: str | None, timeout_s: float, retry: RetryPolicy | None
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        retry: RetryPolicy | None,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = httpx.Timeout(timeout_s)
+        self.trace_headers = trace_headers
 
     def url(self, request: Request) -> str:
         return self.base_url + request.path
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers of one request: the API key, and the caller's trace if it gives one."""
+        if self.trace_headers is None:
+            return self.headers
+        own = {name.lower() for name in self.headers}
+        traced = {k: v for k, v in self.trace_headers().items() if k.lower() not in own}
+        return {**traced, **self.headers}

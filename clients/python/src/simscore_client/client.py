@@ -25,6 +25,7 @@ from simscore_client._base import (
     MapOptions,
     Request,
     RetryPolicy,
+    TraceHeaders,
     batch_items,
     batch_request,
     compare_request,
@@ -44,7 +45,9 @@ class SimscoreClient(BaseClient):
     """Blocking client. Use as a context manager, or call ``close()``.
 
     ``http_client`` lets you pass a configured ``httpx.Client`` (proxies, TLS, a test
-    transport); closing it is then left to you. ``sleep`` is how it waits between retries."""
+    transport); closing it is then left to you. ``sleep`` is how it waits between retries.
+    ``trace_headers`` gives each request the caller's trace (``traceparent``, ``tracestate``):
+    ``simscore_client.tracing.current_trace_headers`` with OpenTelemetry, or your own."""
 
     def __init__(
         self,
@@ -55,8 +58,9 @@ class SimscoreClient(BaseClient):
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s, retry)
+        super().__init__(base_url, api_key, timeout_s, retry, trace_headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self.timeout)
         self._sleep = sleep
@@ -106,7 +110,10 @@ class SimscoreClient(BaseClient):
         attempt = 0
         while True:
             response = self._http.post(
-                self.url(request), files=request.files, data=request.data, headers=self.headers
+                self.url(request),
+                files=request.files,
+                data=request.data,
+                headers=self.request_headers(),
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:
@@ -127,8 +134,9 @@ class AsyncSimscoreClient(BaseClient):
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s, retry)
+        super().__init__(base_url, api_key, timeout_s, retry, trace_headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout)
         self._sleep = sleep
@@ -171,7 +179,10 @@ class AsyncSimscoreClient(BaseClient):
         attempt = 0
         while True:
             response = await self._http.post(
-                self.url(request), files=request.files, data=request.data, headers=self.headers
+                self.url(request),
+                files=request.files,
+                data=request.data,
+                headers=self.request_headers(),
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:

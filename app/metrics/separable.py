@@ -1,0 +1,100 @@
+"""Separable filtering as banded matrix products, and the fp32 guard around it.
+
+A 1-D filter of ``k`` taps applied along the rows of an ``(L, M)`` matrix ("valid": no
+padding, ``L - k + 1`` output rows) is a banded matrix ``T`` times the matrix. Cut into blocks
+of ``b`` output rows, each block is one small dense product
+
+    out[r0 : r0 + b] = T_b @ x[r0 : r0 + b + k - 1],      T_b[i, i : i + k] = taps
+
+with ``T_b`` of shape ``(b, b + k - 1)``: ``(b + k - 1) / k`` times the multiply-adds of a
+direct convolution, but run by the BLAS at its full speed. PyTorch's depthwise ``conv2d`` on a
+CPU is several times slower for these 19- to 41-tap kernels (docs/benchmarks.md). All blocks go
+to one batched product over an overlapping strided view of ``x`` (no copy). The zeros of
+``T_b`` add exact zeros, so each output is the ``k``-tap dot product, summed in the BLAS's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+BLOCK_ROWS = 16  # output rows per block: the fastest of 16, 32, 64 on the CPUs measured
+
+
+def band_matrix(taps: torch.Tensor, block: int = BLOCK_ROWS) -> torch.Tensor:
+    """``(k,)`` taps -> ``(block, block + k - 1)`` with row ``i`` holding the taps from column
+    ``i`` (correlation order: ``out[i] = sum_t taps[t] x[i + t]``)."""
+    k = taps.numel()
+    band = taps.new_zeros(block, block + k - 1)
+    for row in range(block):
+        band[row, row : row + k] = taps
+    return band
+
+
+def filter_rows(
+    x: torch.Tensor, band: torch.Tensor, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Valid filtering down the rows: ``(L, M) -> (L - k + 1, M)``, ``band`` from
+    ``band_matrix`` (``k`` taps). ``x`` and ``out`` (written if given) must be contiguous."""
+    block, width = band.shape
+    k = width - block + 1
+    length, columns = x.shape
+    rows = _output_length(length, k)
+    out = x.new_empty(rows, columns) if out is None else out
+    full = rows // block
+    if full:
+        windows = x.as_strided((full, width, columns), (block * columns, columns, 1))
+        torch.matmul(band, windows, out=out[: full * block].view(full, block, columns))
+    done = full * block
+    if done < rows:
+        rest = rows - done
+        torch.mm(band[:rest, : rest + k - 1], x[done:], out=out[done:])
+    return out
+
+
+def filter_columns(
+    x: torch.Tensor, band: torch.Tensor, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Valid filtering along each row: ``(M, L) -> (M, L - k + 1)``. ``x`` and ``out`` need unit
+    stride along a row (any row stride): the blocks are ``x[:, c : c + b + k - 1] @ T_b^T``."""
+    block, width = band.shape
+    k = width - block + 1
+    count, length = x.shape
+    columns = _output_length(length, k)
+    out = x.new_empty(count, columns) if out is None else out
+    full = columns // block
+    if full:
+        windows = x.as_strided((full, count, width), (block, x.stride(0), 1))
+        blocks = out.as_strided((full, count, block), (block, out.stride(0), 1))
+        torch.matmul(windows, band.t(), out=blocks)
+    done = full * block
+    if done < columns:
+        rest = columns - done
+        torch.mm(x[:, done:], band[:rest, : rest + k - 1].t(), out=out[:, done:])
+    return out
+
+
+def _output_length(length: int, k: int) -> int:
+    if length < k:
+        raise ValueError(f"need at least {k} samples to filter with {k} taps, got {length}")
+    return length - k + 1
+
+
+@contextlib.contextmanager
+def fp32_math(device: torch.device) -> Iterator[None]:
+    """IEEE float32 products inside: no autocast (the service's bf16/fp16 modes) and, on CUDA,
+    no TF32 in matrix products or convolutions (the service may enable it for the VGG)."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+            torch.backends.cudnn.allow_tf32 = cudnn

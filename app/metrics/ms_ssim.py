@@ -1,0 +1,169 @@
+"""Multi-scale SSIM (Wang, Simoncelli and Bovik, "Multiscale structural similarity for image
+quality assessment", Asilomar 2003), as ``pytorch_msssim`` 1.0.0 computes it with
+``data_range=1`` (its ``ms_ssim``; equal to it in float64 within 1e-5, tests/metrics).
+
+At each of five scales ``j`` (the image, then four times halved), per channel, with the SSIM
+window of ``app.metrics.ssim`` (11 taps, sigma 1.5, valid positions only), ``C1 = (0.01 L)^2``,
+``C2 = (0.03 L)^2``:
+
+    cs_j  = mean (2 sigma_xy + C2) / (sigma_x^2 + sigma_y^2 + C2)
+    ssim_5 = mean (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) * (the cs map at scale 5)
+    MS-SSIM = mean_channels  prod_{j<5} relu(cs_j)^w_j  *  relu(ssim_5)^w_5
+    w = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+Halving is ``avg_pool2d(kernel 2, stride 2, padding = side % 2)`` with the padding counted as
+zeros (PyTorch's default), so an odd side keeps its last row or column: ``(s + 1) // 2``.
+Identical images give 1. The window must fit at the fifth scale: the shorter side must be
+above ``(11 - 1) * 2^4 = 160`` px (``MIN_SIDE`` = 161); smaller images raise
+``ImageTooSmallForScore`` naming it (``check_size``).
+
+Masks (``(N, 1, H, W)``, nonzero inside) are carried down the scales with the same pooling as
+the images; at each scale a window position counts when the pooled mask is above 0 at its
+centre, i.e. when its cell of ``2^j x 2^j`` pixels holds a pixel of the mask
+(``scale_centres``), and each mean above is over those positions. A full mask gives the
+unmasked value. A pair whose mask has no position at some scale (a mask within about 80 px of
+the borders) gets NaN: callers refuse such masks first.
+
+The five moments of the three channels are filtered together (``(15, h, w)`` planes a pair) by
+banded products (``app.metrics.separable``), pair by pair on a CPU (so a pair's value does not
+depend on its batch, and equal images give 1 exactly), the whole batch at once on a GPU; the
+means are taken in float64.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from app.errors import ImageTooSmallForScore
+from app.metrics.constants import constant
+from app.metrics.separable import BLOCK_ROWS, band_matrix, filter_columns, filter_rows
+from app.metrics.ssim import K1, K2, WINDOW_SIZE, gaussian_window
+
+WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+SCALES = len(WEIGHTS)
+MIN_SIDE = (WINDOW_SIZE - 1) * 2 ** (SCALES - 1) + 1  # 161
+_MARGIN = WINDOW_SIZE // 2
+
+
+def check_size(height: int, width: int) -> None:
+    """Raise ``ImageTooSmallForScore`` unless both sides are at least ``MIN_SIDE`` (161) px."""
+    if min(height, width) < MIN_SIDE:
+        raise ImageTooSmallForScore(
+            f"ms_ssim needs both sides of at least {MIN_SIDE} px (its 11 px window must fit "
+            f"after four halvings); the image is {width}x{height} px",
+            score="ms_ssim",
+            minimum_px=MIN_SIDE,
+        )
+
+
+def _halve(x: torch.Tensor) -> torch.Tensor:
+    """``pytorch_msssim``'s downsampling: 2x2 average, odd sides padded with counted zeros."""
+    padding = [side % 2 for side in x.shape[-2:]]
+    return F.avg_pool2d(x, kernel_size=2, padding=padding)
+
+
+def scale_centres(mask: torch.Tensor) -> list[torch.Tensor]:
+    """For each scale, where the valid window positions' centres lie inside the pooled mask:
+    ``(N, 1, H, W)`` -> five ``(N, 1, h_j - 10, w_j - 10)`` bool tensors."""
+    pooled = mask.bool().float()
+    centres = []
+    for scale in range(SCALES):
+        if scale:
+            pooled = _halve(pooled)
+        height, width = pooled.shape[-2:]
+        centres.append(pooled[..., _MARGIN : height - _MARGIN, _MARGIN : width - _MARGIN] > 0)
+    return centres
+
+
+@functools.cache
+def _band(device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        taps = constant(tuple(gaussian_window(dtype=torch.float64).tolist()), torch.float32, device)
+        return band_matrix(taps)
+
+
+def _maps(
+    x: torch.Tensor, y: torch.Tensor, data_range: float, last: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The cs map and, at the last scale, the SSIM map: ``(n, C, h, w)`` images ->
+    ``(h - 10, n, C, w - 10)`` (rows first: both filter passes are one product each)."""
+    count, channels, height, width = x.shape
+    valid = width - 2 * _MARGIN
+    padded = -(-valid // BLOCK_ROWS) * BLOCK_ROWS
+    rows_x, rows_y = x.permute(2, 0, 1, 3), y.permute(2, 0, 1, 3)
+    stack = x.new_zeros(height, 5, count, channels, padded + 2 * _MARGIN)
+    for index, moment in enumerate((rows_x, rows_y, rows_x * rows_x, rows_y * rows_y)):
+        stack[:, index, ..., :width] = moment
+    torch.mul(rows_x, rows_y, out=stack[:, 4, ..., :width])
+    band = _band(x.device)
+    across = filter_columns(stack.view(-1, padded + 2 * _MARGIN), band)
+    down = filter_rows(across.view(height, -1), band)
+    moments = down.view(height - 2 * _MARGIN, 5, count, channels, padded)[..., :valid]
+    mu_x, mu_y, xx, yy, xy = moments.unbind(1)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+    cs = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
+    if not last:
+        return cs, None
+    return cs, (2 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs
+
+
+def _means(values: torch.Tensor, centres: torch.Tensor | None) -> torch.Tensor:
+    """Each pair's and channel's float64 mean over the positions (or those in ``centres``
+    ``(n, 1, h, w)``): ``(h, n, C, w) -> (n, C)``."""
+    if centres is None:
+        return values.sum(dim=(0, 3), dtype=torch.float64) / (values.shape[0] * values.shape[3])
+    inside = centres.permute(2, 0, 1, 3).expand_as(values)
+    total = values.where(inside, 0.0).sum(dim=(0, 3), dtype=torch.float64)
+    return total / inside.sum(dim=(0, 3))
+
+
+def _pairs(
+    x: torch.Tensor, y: torch.Tensor, data_range: float, centres: list[torch.Tensor] | None
+) -> torch.Tensor:
+    """MS-SSIM of the pairs of ``x`` and ``y``, all at once: ``(n, C, H, W)`` x2 -> ``(n,)``."""
+    x, y = x.float(), y.float()
+    factors = []
+    for scale, weight in enumerate(WEIGHTS):
+        if scale:
+            x, y = _halve(x), _halve(y)
+        cs, ssim = _maps(x, y, data_range, last=scale == SCALES - 1)
+        value = _means(cs if ssim is None else ssim, None if centres is None else centres[scale])
+        factors.append(value.clamp_min(0.0).pow(weight))
+    return torch.stack(factors).prod(0).mean(1)
+
+
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MS-SSIM per pair: ``(N, C, H, W)`` x2 in [0, data_range] -> ``(N,)`` float64 in [0, 1];
+    1 for identical images. ``mask`` ``(N, 1, H, W)``: means over the window positions inside
+    it, scale by scale (see the module docstring).
+
+    Raises ``ImageTooSmallForScore`` when a side is under 161 px, ``ValueError`` when the
+    shapes differ or are not 4-D.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"need two (N, C, H, W) tensors of one shape, got {x.shape}, {y.shape}")
+    check_size(*x.shape[-2:])
+    centres = None if mask is None else scale_centres(mask)
+    if x.device.type == "cuda":
+        return _pairs(x, y, data_range, centres)
+    # On the CPU pair by pair: a pair's planes keep one layout whatever its batch.
+    return torch.cat(
+        [
+            _pairs(x[i : i + 1], y[i : i + 1], data_range, _row(centres, i))
+            for i in range(x.shape[0])
+        ]
+    )
+
+
+def _row(centres: list[torch.Tensor] | None, index: int) -> list[torch.Tensor] | None:
+    return None if centres is None else [scale[index : index + 1] for scale in centres]

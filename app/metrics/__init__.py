@@ -1,7 +1,9 @@
 """Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
 
+from app.metrics.flip import flip, flip_map, mean_error
 from app.metrics.gram import gram_matrix, style_distance
 from app.metrics.masks import composite, coverage, tap_weights, window_centres
+from app.metrics.ms_ssim import ms_ssim, scale_centres
 from app.metrics.mse import mse, psnr
 from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
 from app.metrics.ssim import gaussian_window, reference_moments, ssim, ssim_map
@@ -10,11 +12,16 @@ __all__ = [
     "VGG_TAP_WEIGHTS",
     "composite",
     "coverage",
+    "flip",
+    "flip_map",
     "gaussian_window",
     "gram_matrix",
+    "mean_error",
+    "ms_ssim",
     "mse",
     "psnr",
     "reference_moments",
+    "scale_centres",
     "ssim",
     "ssim_map",
     "style_distance",

@@ -7,10 +7,17 @@ of ``b`` output rows, each block is one small dense product
     out[r0 : r0 + b] = T_b @ x[r0 : r0 + b + k - 1],      T_b[i, i : i + k] = taps
 
 with ``T_b`` of shape ``(b, b + k - 1)``: ``(b + k - 1) / k`` times the multiply-adds of a
-direct convolution, but run by the BLAS at its full speed. PyTorch's depthwise ``conv2d`` on a
-CPU is several times slower for these 19- to 41-tap kernels (docs/benchmarks.md). All blocks go
-to one batched product over an overlapping strided view of ``x`` (no copy). The zeros of
-``T_b`` add exact zeros, so each output is the ``k``-tap dot product, summed in the BLAS's order.
+direct convolution, but run by the BLAS at its full speed: PyTorch's depthwise ``conv2d`` on a
+CPU is several times slower for these 11- and 21-tap kernels (measured: 165 ms against 26 ms
+for FLIP's filters of one 512 px pair, bench/flip_msssim.py's machine). All blocks go to one
+batched product over an overlapping strided view of ``x`` (no copy). The zeros of ``T_b`` add
+exact zeros, so each output is the ``k``-tap dot product, summed in the BLAS's order.
+
+That order can depend on where an operand lies: in ``filter_rows`` a column's last bit can
+change with its offset in the row (the BLAS works through the columns in panels), and in
+``filter_columns`` the columns after the last full block take another path. Callers that need
+equal inputs to give equal bits (``app.metrics.ms_ssim``) keep each plane at an offset that is
+a multiple of ``BLOCK_ROWS`` floats and its width a multiple of it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from collections.abc import Iterator
 import torch
 
 BLOCK_ROWS = 16  # output rows per block: the fastest of 8 to 64 on the CPU measured
-_ALIGN = 16  # floats: 64 bytes
 
 
 def band_matrix(taps: torch.Tensor, block: int = BLOCK_ROWS) -> torch.Tensor:
@@ -37,68 +43,44 @@ def band_matrix(taps: torch.Tensor, block: int = BLOCK_ROWS) -> torch.Tensor:
 def filter_rows(
     x: torch.Tensor, band: torch.Tensor, *, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Valid filtering down the rows: ``([P,] L, M) -> ([P,] L - k + 1, M)``, ``band`` from
-    ``band_matrix`` (``k`` taps), each of the ``P`` planes on its own. ``x`` and ``out``
-    (written if given) must be contiguous within a plane (any stride between planes)."""
-    if x.dim() == 2:
-        return filter_rows(x[None], band, out=None if out is None else out[None])[0]
+    """Valid filtering down the columns: ``(L, M) -> (L - k + 1, M)``, ``band`` from
+    ``band_matrix`` (``k`` taps). ``x`` and ``out`` (written if given) must be contiguous."""
     block, width = band.shape
     k = width - block + 1
-    planes, length, columns = x.shape
+    length, columns = x.shape
     rows = _output_length(length, k)
-    out = aligned_planes(planes, rows, columns, x) if out is None else out
+    out = x.new_empty(rows, columns) if out is None else out
     full, rest = divmod(rows, block)
-    for plane in range(planes):
-        source, target = x[plane], out[plane]
-        if full:
-            windows = source.as_strided((full, width, columns), (block * columns, columns, 1))
-            blocks = target.as_strided((full, block, columns), (block * columns, columns, 1))
-            torch.bmm(band.expand(full, block, width), windows, out=blocks)
-        if rest:
-            done = full * block
-            torch.mm(band[:rest, : rest + k - 1], source[done:], out=target[done:])
+    if full:
+        windows = x.as_strided((full, width, columns), (block * columns, columns, 1))
+        blocks = out.as_strided((full, block, columns), (block * columns, columns, 1))
+        torch.bmm(band.expand(full, block, width), windows, out=blocks)
+    if rest:
+        done = full * block
+        torch.mm(band[:rest, : rest + k - 1], x[done:], out=out[done:])
     return out
 
 
 def filter_columns(
     x: torch.Tensor, band: torch.Tensor, *, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Valid filtering along each row: ``([P,] M, L) -> ([P,] M, L - k + 1)``, the blocks as
-    ``x[..., c : c + b + k - 1] @ T_b^T``. ``x`` and ``out`` need unit stride along a row
-    (any other strides)."""
-    if x.dim() == 2:
-        return filter_columns(x[None], band, out=None if out is None else out[None])[0]
+    """Valid filtering along each row: ``(M, L) -> (M, L - k + 1)``, the blocks as
+    ``x[:, c : c + b + k - 1] @ T_b^T``. ``x`` and ``out`` need unit stride along a row (any
+    row stride)."""
     block, width = band.shape
     k = width - block + 1
-    planes, count, length = x.shape
+    count, length = x.shape
     columns = _output_length(length, k)
-    out = aligned_planes(planes, count, columns, x) if out is None else out
+    out = x.new_empty(count, columns) if out is None else out
     full, rest = divmod(columns, block)
-    for plane in range(planes):
-        source, target = x[plane], out[plane]
-        if full:
-            windows = source.as_strided((full, count, width), (block, source.stride(0), 1))
-            blocks = target.as_strided((full, count, block), (block, target.stride(0), 1))
-            torch.bmm(windows, band.t().expand(full, width, block), out=blocks)
-        if rest:
-            done = full * block
-            torch.mm(source[:, done:], band[:rest, : rest + k - 1].t(), out=target[:, done:])
+    if full:
+        windows = x.as_strided((full, count, width), (block, x.stride(0), 1))
+        blocks = out.as_strided((full, count, block), (block, out.stride(0), 1))
+        torch.bmm(windows, band.t().expand(full, width, block), out=blocks)
+    if rest:
+        done = full * block
+        torch.mm(x[:, done:], band[:rest, : rest + k - 1].t(), out=out[:, done:])
     return out
-
-
-def filter_planes(x: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-    """The same ``k``-tap filter along both axes, valid: ``(P, H, W) -> (P, H - k + 1,
-    W - k + 1)`` (along each row, then down the columns). Equal planes give equal results, bit
-    for bit, when ``x``'s planes are ``aligned_planes``."""
-    return filter_rows(filter_columns(x, band), band)
-
-
-def aligned_planes(planes: int, rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
-    """An empty ``(planes, rows, columns)`` tensor whose planes start 64 bytes apart times an
-    integer: the BLAS takes another path for a differently aligned operand, which moves the last
-    bit, so equal planes would not give equal results without it."""
-    stride = -(-rows * columns // _ALIGN) * _ALIGN
-    return like.new_empty(planes, stride)[:, : rows * columns].view(planes, rows, columns)
 
 
 def _output_length(length: int, k: int) -> int:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from app.metrics import flip, flip_map, mean_error
+from app.metrics.flip import _flip_group
 from app.metrics.flip_viewing import DEFAULT_PPD, pixels_per_degree, resolve_ppd
 from tests.support.images import distort, photo, to_tensor
 
@@ -152,6 +153,15 @@ def test_a_pair_scores_the_same_alone_and_in_any_batch() -> None:
     reordered = flip_map(references.flip(0), candidates.flip(0))
     assert torch.equal(reordered, batch.flip(0))
     assert flip(references, candidates)[2].item() == 0.0
+
+
+def test_the_gpus_whole_batch_path_gives_the_pairs_maps() -> None:
+    """On CUDA the batch goes through at once (``_flip_group``); checked here on the CPU."""
+    images = [photo(name, 72) for name in ("astronaut", "chelsea", "coffee")]
+    references = torch.stack([to_tensor(i) for i in images])
+    candidates = torch.stack([to_tensor(distort(i, "jpeg")) for i in images])
+    together = _flip_group(references, candidates, DEFAULT_PPD)
+    torch.testing.assert_close(together, flip_map(references, candidates), rtol=0, atol=1e-6)
 
 
 def test_masked_flip_is_the_mean_of_the_map_over_the_mask() -> None:

@@ -11,7 +11,7 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from app.errors import ImageTooSmall, ImageTooSmallForScore
 from app.metrics import ms_ssim, scale_centres
-from app.metrics.ms_ssim import MIN_SIDE, WEIGHTS, check_size
+from app.metrics.ms_ssim import MIN_SIDE, WEIGHTS, _pairs, check_size
 from tests.support.images import distort, photo, to_tensor
 
 TOLERANCE = 1e-5  # the issue's bound; measured: under 1e-6 (float32 against float64)
@@ -70,6 +70,18 @@ def test_a_pair_scores_the_same_alone_and_in_any_batch() -> None:
         )
     assert torch.equal(ms_ssim(x.flip(0), y.flip(0)), batch.flip(0))
     np.testing.assert_allclose(batch.numpy(), expected(x, y).numpy(), rtol=0, atol=TOLERANCE)
+
+
+def test_the_gpus_whole_batch_path_gives_the_pairs_values() -> None:
+    """On CUDA the batch goes through at once (``_pairs``); checked here on the CPU."""
+    pairs = [pair(n, k, (165, 180)) for n, k in (("astronaut", "jpeg"), ("coffee", "blur"))]
+    x, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    mask = torch.zeros(2, 1, 165, 180, dtype=torch.bool)
+    mask[:, :, 20:150, 30:170] = True
+    for region in (None, mask):
+        centres = None if region is None else scale_centres(region)
+        together = _pairs(x, y, 1.0, centres)
+        torch.testing.assert_close(together, ms_ssim(x, y, mask=region), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("size", [(160, 400), (400, 160), (100, 100), (16, 16)])

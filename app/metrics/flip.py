@@ -31,6 +31,7 @@ within 1e-4 in the mean and about 1e-5 per pixel (tests/metrics/test_flip.py).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def _colour_range() -> tuple[float, float, float]:
     return float(c_max), float(knee), float(c_max - knee)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)  # bounded: ppd comes from requests
 def _bands(ppd: float, device: torch.device) -> dict[str, torch.Tensor]:
     """The banded matrices of every filter at ``ppd`` on ``device`` (made once)."""
     spatial, feature = spatial_taps(ppd), feature_taps(ppd)
@@ -150,13 +151,18 @@ def _flip_group(reference: torch.Tensor, candidate: torch.Tensor, ppd: float) ->
 
 
 def flip_map(
-    reference: torch.Tensor, candidate: torch.Tensor, *, ppd: float = DEFAULT_PPD
+    reference: torch.Tensor,
+    candidate: torch.Tensor,
+    *,
+    ppd: float | Sequence[float] = DEFAULT_PPD,
 ) -> torch.Tensor:
     """Per-pixel LDR-FLIP error: ``(N, 3, H, W)`` x2 sRGB in [0, 1] -> ``(N, 1, H, W)`` float32
     in [0, 1]; 0 where the images agree, exactly 0 for a pair of equal images.
 
-    ``ppd``: pixels per degree (``app.metrics.flip_viewing.resolve_ppd`` checks a user's).
-    Raises ``ValueError`` when the shapes differ or are not ``(N, 3, H, W)``.
+    ``ppd``: pixels per degree, one for the batch or one per pair (pairs that share one are
+    filtered together on a GPU); ``app.metrics.flip_viewing.resolve_ppd`` checks a user's.
+    Raises ``ValueError`` when the shapes differ or are not ``(N, 3, H, W)``, or when ``ppd``
+    has not one value per pair.
     """
     if reference.shape != candidate.shape or reference.dim() != 4 or reference.shape[1] != 3:
         raise ValueError(
@@ -164,15 +170,33 @@ def flip_map(
             f"got {tuple(reference.shape)}, {tuple(candidate.shape)}"
         )
     count, _, height, width = reference.shape
+    each = [float(ppd)] * count if isinstance(ppd, int | float) else [float(v) for v in ppd]
+    if len(each) != count:
+        raise ValueError(f"need one ppd per pair ({count}), got {len(each)}")
     with fp32_math(reference.device):
-        if reference.device.type == "cuda":  # the whole batch at once, no wait for the host
-            equal = (reference == candidate).flatten(1).all(1).view(count, 1, 1, 1)
-            return _flip_group(reference, candidate, ppd).masked_fill_(equal, 0.0)
+        if reference.device.type == "cuda":  # whole groups at once, no wait for the host
+            return _flip_on_gpu(reference, candidate, each)
         out = reference.new_zeros(count, 1, height, width, dtype=torch.float32)
         for i in range(count):
             if not torch.equal(reference[i], candidate[i]):
-                out[i] = _flip_group(reference[i : i + 1], candidate[i : i + 1], ppd)[0]
+                out[i] = _flip_group(reference[i : i + 1], candidate[i : i + 1], each[i])[0]
         return out
+
+
+def _flip_on_gpu(
+    reference: torch.Tensor, candidate: torch.Tensor, ppds: list[float]
+) -> torch.Tensor:
+    """The batch in one group per distinct ppd (one group, no indexing, in the usual case);
+    equal pairs are set to exactly 0 on the device."""
+    count = reference.shape[0]
+    equal = (reference == candidate).flatten(1).all(1).view(count, 1, 1, 1)
+    if len(set(ppds)) == 1:
+        return _flip_group(reference, candidate, ppds[0]).masked_fill_(equal, 0.0)
+    out = reference.new_empty(count, 1, *reference.shape[-2:], dtype=torch.float32)
+    for value in sorted(set(ppds)):
+        rows = torch.tensor([i for i, v in enumerate(ppds) if v == value], device=reference.device)
+        out[rows] = _flip_group(reference[rows], candidate[rows], value)
+    return out.masked_fill_(equal, 0.0)
 
 
 def mean_error(error_map: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,7 +219,7 @@ def flip(
     reference: torch.Tensor,
     candidate: torch.Tensor,
     *,
-    ppd: float = DEFAULT_PPD,
+    ppd: float | Sequence[float] = DEFAULT_PPD,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean LDR-FLIP per pair: ``(N, 3, H, W)`` x2 sRGB in [0, 1] -> ``(N,)`` float64 in

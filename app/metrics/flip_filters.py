@@ -60,7 +60,7 @@ def _gaussian_sqrt(x2: np.float32, a: np.float32, b: np.float32) -> np.float32:
     return _f(np.sqrt(a * np.sqrt(_PI / b)) * np.exp(-_PI_SQ * x2 / b))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)  # bounded: ppd comes from requests
 def spatial_taps(ppd: float) -> Taps:
     """``(4, 2r + 1)`` float32: the Y, Cx, Cz-first and Cz-second taps (read-only)."""
     radius = spatial_radius(ppd)
@@ -86,7 +86,7 @@ def spatial_taps(ppd: float) -> Taps:
     return _frozen(np.array(scaled, dtype=np.float32).T)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)
 def feature_taps(ppd: float) -> Taps:
     """``(3, 2r + 1)`` float32: the Gaussian, its first and its second derivative, normalised
     as above and zero-padded to the spatial radius ``r`` (read-only)."""

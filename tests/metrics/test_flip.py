@@ -164,6 +164,20 @@ def test_the_gpus_whole_batch_path_gives_the_pairs_maps() -> None:
     torch.testing.assert_close(together, flip_map(references, candidates), rtol=0, atol=1e-6)
 
 
+def test_each_pair_may_have_its_own_viewing_conditions() -> None:
+    images = [photo(name, 64) for name in ("astronaut", "chelsea", "coffee")]
+    references = torch.stack([to_tensor(i) for i in images])
+    candidates = torch.stack([to_tensor(distort(i, "noise")) for i in images])
+    ppds = [30.0, DEFAULT_PPD, 30.0]
+    together = flip_map(references, candidates, ppd=ppds)
+    for index, ppd in enumerate(ppds):
+        alone = flip_map(references[index : index + 1], candidates[index : index + 1], ppd=ppd)
+        assert torch.equal(together[index], alone[0])
+    assert not torch.equal(together[0], flip_map(references[:1], candidates[:1])[0])
+    with pytest.raises(ValueError, match="one ppd per pair"):
+        flip_map(references, candidates, ppd=[30.0, 40.0])
+
+
 def test_masked_flip_is_the_mean_of_the_map_over_the_mask() -> None:
     reference = to_tensor(photo("chelsea", 96))[None].repeat(2, 1, 1, 1)
     candidate = torch.stack(

@@ -38,7 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from app.errors import ImageTooSmallForScore
-from app.metrics.separable import BLOCK_ROWS, band_matrix, filter_columns, filter_rows, fp32_math
+from app.metrics.separable import (
+    BLOCK_ROWS,
+    band_matrix,
+    filter_columns,
+    filter_rows,
+    fp32_math,
+    one_blas_thread,
+)
 from app.metrics.ssim import K1, K2, SIGMA, WINDOW_SIZE
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -185,5 +192,5 @@ def ms_ssim(
         raise ValueError(f"need two (N, C, H, W) tensors of one shape, got {x.shape}, {y.shape}")
     check_size(*x.shape[-2:])
     centres = None if mask is None else scale_centres(mask)
-    with fp32_math(x.device):
+    with fp32_math(x.device), one_blas_thread(x.device):
         return _pairs(x, y, data_range, centres)

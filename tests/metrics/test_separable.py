@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.metrics.separable import band_matrix, filter_columns, filter_rows, fp32_math
+from app.metrics.separable import (
+    _mkl_threads_local,
+    band_matrix,
+    filter_columns,
+    filter_rows,
+    fp32_math,
+    one_blas_thread,
+)
 
 
 def correlate_rows(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -63,3 +70,13 @@ def test_fp32_math_switches_autocast_off() -> None:
         with fp32_math(torch.device("cpu")):
             assert (a @ b).dtype == torch.float32
         assert (a @ b).dtype == torch.bfloat16
+
+
+def test_one_blas_thread_sets_mkl_for_this_thread_and_restores_it() -> None:
+    setter = _mkl_threads_local()
+    if setter is None:
+        pytest.skip("this torch has no MKL")
+    with one_blas_thread(torch.device("cpu")):
+        assert setter(1) == 1  # the setter returns the setting it replaces
+        torch.rand(64, 64) @ torch.rand(64, 64)
+    assert setter(0) == 0  # back to the global setting

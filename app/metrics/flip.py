@@ -57,7 +57,8 @@ _GQC, _GPC, _GPT = _f(0.7), _f(0.4), _f(0.95)  # the feature exponent q_f = 0.5 
 def _colour_range() -> tuple[float, float, float]:
     """``(c_max, p_c c_max, c_max - p_c c_max)`` in float32 (``computeMaxDistance``: the HyAB
     distance of green and blue after the Hunt adjustment, ^0.7)."""
-    primaries = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # green, blue as columns
+    # green and blue as columns; a host constant, computed once
+    primaries = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], device="cpu")
     lab = colour.hunt(
         colour.apply("lab", colour.lab_f(colour.apply("rgb_to_scaled_xyz", primaries)))
     )
@@ -182,7 +183,7 @@ def flip_map(
     if len(each) != count:
         raise ValueError(f"need one ppd per pair ({count}), got {len(each)}")
     with fp32_math(reference.device), one_blas_thread(reference.device):
-        if reference.device.type == "cuda":  # whole groups at once, no wait for the host
+        if reference.device.type != "cpu":  # whole groups at once, no wait for the host
             return _flip_on_gpu(reference, candidate, each)
         out = reference.new_zeros(count, 1, height, width, dtype=torch.float32)
         for i in range(count):
@@ -217,7 +218,8 @@ def mean_error(error_map: torch.Tensor, *, mask: torch.Tensor | None = None) -> 
         error_map = torch.where(inside, error_map, 0.0)
         counts = inside.flatten(1).sum(1, dtype=torch.float64)
     else:
-        counts = torch.full((len(error_map),), error_map[0].numel() if len(error_map) else 1.0)
+        pixels = error_map[0].numel() if len(error_map) else 1
+        counts = torch.full((len(error_map),), pixels, device=error_map.device)
     sums = [pair.sum(dtype=torch.float64) for pair in error_map]
     total = torch.stack(sums) if sums else error_map.new_zeros(0, dtype=torch.float64)
     return total / counts.to(device=error_map.device, dtype=torch.float64)

@@ -92,7 +92,7 @@ def window_taps() -> torch.Tensor:
     """The 11 Gaussian taps (sigma 1.5) computed in float32 as ``pytorch_msssim`` computes them
     (``_fspecial_gauss_1d``); they differ from ``app.metrics.ssim.gaussian_window``'s rounding of
     the float64 taps in the last bit, which moves MS-SSIM by up to about 5e-7."""
-    offsets = torch.arange(WINDOW_SIZE, dtype=torch.float32) - WINDOW_SIZE // 2
+    offsets = torch.arange(WINDOW_SIZE, dtype=torch.float32, device="cpu") - WINDOW_SIZE // 2
     taps = torch.exp(-(offsets**2) / (2 * SIGMA**2))
     return taps / taps.sum()
 

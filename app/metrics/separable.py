@@ -96,18 +96,23 @@ def _output_length(length: int, k: int) -> int:
 def fp32_math(device: torch.device) -> Iterator[None]:
     """IEEE float32 products inside: no autocast (the service's bf16/fp16 modes) and, on CUDA,
     no TF32 in matrix products or convolutions (the service may enable it for the VGG)."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        if device.type != "cuda":
-            yield
-            return
-        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = matmul
-            torch.backends.cudnn.allow_tf32 = cudnn
+    with contextlib.ExitStack() as stack:
+        if torch.amp.is_autocast_available(device.type):
+            stack.enter_context(torch.autocast(device_type=device.type, enabled=False))
+        if device.type == "cuda":
+            stack.callback(_restore_tf32, *_tf32_flags())
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        yield
+
+
+def _tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def _restore_tf32(matmul: bool, cudnn: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
 
 
 @contextlib.contextmanager

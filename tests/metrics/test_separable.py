@@ -76,7 +76,9 @@ def test_one_blas_thread_sets_mkl_for_this_thread_and_restores_it() -> None:
     setter = _mkl_threads_local()
     if setter is None:
         pytest.skip("this torch has no MKL")
+    before = setter(0)  # the setter returns the setting it replaces (0: the global one)
+    setter(before)
     with one_blas_thread(torch.device("cpu")):
-        assert setter(1) == 1  # the setter returns the setting it replaces
+        assert setter(1) == 1
         torch.rand(64, 64) @ torch.rand(64, 64)
-    assert setter(0) == 0  # back to the global setting
+    assert setter(before) == before

@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, table
 from bench.server_probe import Probe, control_pair, post
-from tests.support import attacks
-from tests.support.attacks import KEY
-from tests.support.images import encode
-from tests.support.servers import serve_process
+from devtools import attacks
+from devtools.attacks import KEY
+from devtools.images import encode
+from devtools.servers import serve_process
 
 SIDE = 512
 ROWS = (2, 4)

@@ -25,8 +25,8 @@ from app.imaging.screens.jpeg import (
 from app.imaging.screens.png import PNG_BASE_CHUNKS, PNG_BYTES_PER_CHUNK
 from app.imaging.screens.tiff import MAX_TIFF_STRIPS
 from app.imaging.screens.webp import MAX_WEBP_FRAMES
-from tests.support import attacks, structures
-from tests.support.images import encode
+from devtools import attacks, structures
+from devtools.images import encode
 
 DEFAULTS = Settings(_env_file=None)
 CAP = DEFAULTS.max_upload_bytes

@@ -5,7 +5,7 @@
 
 The server runs as production would, less the model (``bench/server_probe.py``):
 ``SIMSCORE_WEIGHTS=random``, CPU, warmed up at 224 px, one API key set, every other setting at its
-default. Each row is one attack from ``tests/support/attacks.py`` (the inputs the tests use): what
+default. Each row is one attack from ``devtools/attacks.py`` (the inputs the tests use): what
 was sent (bytes), the answer (status and the start of its ``detail``, or how the connection
 ended), the time to that answer, the server's CPU seconds, and its peak resident memory during the
 attack over the memory it held when the attack started (``VmHWM`` reset through
@@ -56,12 +56,12 @@ from bench.server_probe import (
     serving,
     timed,
 )
-from tests.support import attacks
-from tests.support.attacks import Part
-from tests.support.framing import FRAMING_CASES, send_with_smuggled
-from tests.support.images import encode, photo
-from tests.support.servers import CLI, ROOT, ServerProcess
-from tests.support.sockets import connect
+from devtools import attacks
+from devtools.attacks import Part
+from devtools.framing import FRAMING_CASES, send_with_smuggled
+from devtools.images import encode, photo
+from devtools.servers import CLI, ROOT, ServerProcess
+from devtools.sockets import connect
 
 Outcome = tuple[str, float]  # (answer, seconds to it)
 

@@ -35,7 +35,7 @@ from app.imaging.formats import screen
 from bench.admitted import DEFAULTS, admitted_files
 from bench.common import machine, table
 from bench.server_probe import Probe, answer_of, control_pair, post, serving
-from tests.support import attacks
+from devtools import attacks
 
 TARGET_CPU_S = 1.0
 HEADERS = (

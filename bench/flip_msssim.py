@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.metrics import flip_map, mean_error, ms_ssim
 from app.scoring.device import tune_cpu_allocator
 from bench.common import header, interleaved, table
-from tests.support.images import photo_pair
+from devtools.images import photo_pair
 
 
 def ms_ssim_section(

@@ -40,7 +40,7 @@ from app.models.weights import load_features
 from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
 from app.vocabulary import Precision
 from bench.common import Results, header, load_average, table
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 DISTORTIONS = ("jpeg", "blur", "noise", "colour")

@@ -4,7 +4,7 @@ side by side in one run.
 Two real ``simscore serve`` processes with the same settings (CPU, seeded weights, warmed up at
 the benchmark's size, reference cache off) run at once; only one is loaded at a time. One has no
 OTEL variable (tracing off); the other exports every span (``OTEL_TRACES_SAMPLER=always_on``)
-over OTLP/HTTP to a real receiver in this process (``tests/support/otlp.py``, decoding every
+over OTLP/HTTP to a real receiver in this process (``devtools/otlp.py``, decoding every
 export like a collector), on the same machine: its CPU is charged to the traced side. Rounds
 alternate which server goes first; the figures are each side's median pairs/s over the rounds,
 and the server process's CPU time per answered pair (all its threads: the exporter's included),
@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import header, table
 from bench.http_load import Body, LoadResult, run_load, square_bodies
 from bench.server_probe import Probe
-from tests.support.http import metric_value
-from tests.support.otlp import OtlpReceiver, otel_env
-from tests.support.servers import ServerProcess, serve_process
-from tests.support.settings import write_seeded_weights
+from devtools.http import metric_value
+from devtools.otlp import OtlpReceiver, otel_env
+from devtools.servers import ServerProcess, serve_process
+from devtools.settings import write_seeded_weights
 
 TARGET = 0.97  # pairs/s traced / pairs/s untraced (the bar)
 

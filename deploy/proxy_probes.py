@@ -17,7 +17,7 @@ configuration (``Limits.from_config``).
   replaced by nginx's, which the app logs (the positive control for "never saw it");
 * ``compare``: a real ``POST /compare`` through the proxy answers 200 with scores;
 * ``metrics-hidden``: ``/metrics`` is not served through the proxy;
-* ``framing``: every request-smuggling shape of ``tests/support/framing.py`` (both
+* ``framing``: every request-smuggling shape of ``devtools/framing.py`` (both
   ``Content-Length`` and ``Transfer-Encoding``, duplicate lengths, obs-fold, a
   ``Transfer-Encoding`` other than chunked) is refused by nginx (400, or 501 for an unknown
   transfer coding) with the connection closed; the request after it on the connection is never
@@ -37,10 +37,10 @@ from pathlib import Path
 import httpx
 
 from deploy import nginx_conf
-from tests.support.framing import FRAMING_CASES, send_with_smuggled
-from tests.support.images import photo_png
-from tests.support.servers import ServerProcess
-from tests.support.sockets import connect, read_until_closed
+from devtools.framing import FRAMING_CASES, send_with_smuggled
+from devtools.images import photo_png
+from devtools.servers import ServerProcess
+from devtools.sockets import connect, read_until_closed
 
 # Timings are accepted this much early / late (nginx's timers and thread scheduling).
 EARLY_S = 0.5

@@ -15,8 +15,8 @@ from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
 from app.scoring import ModelRunner, Scorer
-from tests.support.servers import running_client
-from tests.support.settings import settings_for, write_seeded_weights
+from devtools.servers import running_client
+from devtools.settings import settings_for, write_seeded_weights
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,10 @@ from app.cli import _scores_on_cpu, main
 from app.imaging import prepare_pair
 from app.scoring import PairRequest, Scorer
 from app.vocabulary import CSV_COLUMNS
-from tests.support.http import pair_files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, running_client
-from tests.support.settings import settings_for
+from devtools.http import pair_files
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, running_client
+from devtools.settings import settings_for
 
 
 @pytest.fixture
@@ -385,7 +385,7 @@ def test_simscore_thresholds_is_the_default_and_an_empty_option_turns_it_off(
 def test_compare_is_traced_and_continues_the_callers_traceparent(
     images: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.support.otlp import OtlpReceiver, Traces, otel_env
+    from devtools.otlp import OtlpReceiver, Traces, otel_env
 
     trace_id, parent_id = "6e0c63257de34c926f9efcd03927272e", "8a3c60f7d188f8fa"
     with OtlpReceiver() as receiver:

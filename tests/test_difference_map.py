@@ -15,7 +15,7 @@ from app.difference_map import (
 )
 from app.metrics.ssim import ssim, ssim_map
 from app.vocabulary import MAP_RANGES
-from tests.support.images import decode_png, photo
+from devtools.images import decode_png, photo
 
 # matplotlib's viridis at entries 0, 64, 128, 192 and 255 (8-bit sRGB).
 VIRIDIS_SAMPLES = {

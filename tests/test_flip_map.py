@@ -9,7 +9,7 @@ import torch
 
 from app.flip_map import MAP_KIND, MAP_RANGE, colorize, flip_map_png, magma_lut
 from app.metrics import flip_map
-from tests.support.images import decode_png, distort, photo, to_tensor
+from devtools.images import decode_png, distort, photo, to_tensor
 
 
 def reference_maps(name: str, kind: str, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from app.api.middleware import SECURITY_HEADERS
-from tests.support import attacks
-from tests.support.framing import FRAMING_CASES, FramingCase, send_with_smuggled
-from tests.support.servers import ServerProcess, serve_process
-from tests.support.sockets import connect
+from devtools import attacks
+from devtools.framing import FRAMING_CASES, FramingCase, send_with_smuggled
+from devtools.servers import ServerProcess, serve_process
+from devtools.sockets import connect
 
 pytestmark = pytest.mark.slow
 

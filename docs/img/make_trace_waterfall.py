@@ -1,6 +1,6 @@
 """Draws docs/img/trace-waterfall.png (README: Tracing) from a real exported trace: four
 concurrent ``POST /compare`` requests to the app, traced as the OTEL variables ask, exported
-over OTLP/HTTP to the test suite's receiver (``tests/support/otlp.py``), which decodes them.
+over OTLP/HTTP to the test suite's receiver (``devtools/otlp.py``), which decodes them.
 The spans it received are written next to the picture (trace-waterfall.json) and drawn as a
 waterfall: each request's spans on its own rows, the batch that served them (a trace of its
 own) below, a line for each link between them.
@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.otlp import ReceivedSpan  # noqa: E402
+from devtools.otlp import ReceivedSpan  # noqa: E402
 
 OUT = ROOT / "docs" / "img" / "trace-waterfall.png"
 SIDE = 256
@@ -48,11 +48,11 @@ def collect() -> list[ReceivedSpan]:
     """The spans of four concurrent requests (one with a caller's traceparent, one with a map),
     as the receiver decoded them."""
     from app.config import Settings
-    from tests.support.http import pair_files
-    from tests.support.images import PHOTOS, distort, encode, photo
-    from tests.support.otlp import OtlpReceiver, otel_env
-    from tests.support.servers import running
-    from tests.support.settings import settings_for, write_seeded_weights
+    from devtools.http import pair_files
+    from devtools.images import PHOTOS, distort, encode, photo
+    from devtools.otlp import OtlpReceiver, otel_env
+    from devtools.servers import running
+    from devtools.settings import settings_for, write_seeded_weights
 
     async def requests(settings: Settings) -> None:
         async with running(settings) as (_, client):

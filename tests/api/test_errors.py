@@ -13,13 +13,13 @@ from PIL import Image
 
 from app.config import Settings
 from app.scoring import PairRequest, PairScores
-from tests.support import attacks
+from devtools import attacks
+from devtools.http import metric_value
+from devtools.http import pair_files as files
+from devtools.images import encode, photo
+from devtools.servers import queue_of, running, service_of
 from tests.support.asgi import raw
-from tests.support.http import metric_value
-from tests.support.http import pair_files as files
-from tests.support.images import encode, photo
 from tests.support.models import ScoreFn, intercept_scoring
-from tests.support.servers import queue_of, running, service_of
 
 GOOD = encode(photo("astronaut", 64))
 OTHER = encode(photo("coffee", 64))

@@ -14,12 +14,12 @@ from PIL import Image, ImageFile
 from pydantic import SecretStr
 
 from app.config import Settings
-from tests.support import attacks
+from devtools import attacks
+from devtools.attacks import KEY
+from devtools.http import pair_files, sample
+from devtools.images import encode, photo
+from devtools.servers import decoder_of, running
 from tests.support.asgi import raw, until
-from tests.support.attacks import KEY
-from tests.support.http import pair_files, sample
-from tests.support.images import encode, photo
-from tests.support.servers import decoder_of, running
 
 GOOD = encode(photo("astronaut", 64))  # 64 x 64
 OTHER = encode(photo("coffee", 64))
@@ -257,8 +257,8 @@ async def test_decoded_memory_is_bounded_across_requests(
 ) -> None:
     """Tiny uploads that decode large: past SIMSCORE_DECODED_MEMORY_BYTES a candidate is refused
     alone (429), and the bytes are given back when its request ends."""
-    from tests.support.http import batch_files
-    from tests.support.images import photo_png
+    from devtools.http import batch_files
+    from devtools.images import photo_png
 
     reference = photo_png("chelsea")  # 96 x 64: 73,728 bytes as float32 RGB
     settings = make_settings(decoded_memory_bytes=4 * 96 * 64 * 3 * 4)

@@ -21,10 +21,10 @@ from simscore_client import AsyncSimscoreClient
 from simscore_client.tracing import fixed_trace_headers
 
 from app.config import Settings
-from tests.support.http import pair_files, sample
-from tests.support.images import PHOTOS, distort, encode, photo, solid_png
-from tests.support.otlp import OtlpReceiver, Traces, otel_env
-from tests.support.servers import free_port, running
+from devtools.http import pair_files, sample
+from devtools.images import PHOTOS, distort, encode, photo, solid_png
+from devtools.otlp import OtlpReceiver, Traces, otel_env
+from devtools.servers import free_port, running
 from tests.tracing.support import export_threads
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

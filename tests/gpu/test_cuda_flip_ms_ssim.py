@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from app.metrics import flip, flip_map, ms_ssim
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 pytestmark = [
     pytest.mark.gpu,

@@ -18,7 +18,7 @@ from app.errors import ImageTooLarge, UnsupportedImageFormat
 from app.imaging import decode_image, prepare_candidate, prepare_reference
 from app.imaging.formats import screen
 from app.imaging.screens.png import png_chunk_count
-from tests.support.images import encode, photo
+from devtools.images import encode, photo
 
 MAX_PIXELS = 40_000_000
 

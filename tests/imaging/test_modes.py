@@ -19,7 +19,7 @@ from app.imaging import decode_image
 from app.imaging.modes import eight_bit
 from app.metrics.masks import selection
 from app.pipeline.decode import decode_mask
-from tests.support.structures import LONG, SHORT, Tag, tiff
+from devtools.structures import LONG, SHORT, Tag, tiff
 
 MAX_PIXELS = 40_000_000
 MODES = sorted(Image.MODES)  # every mode Pillow knows

@@ -13,7 +13,7 @@ import torch
 from app.metrics import flip, flip_map, mean_error
 from app.metrics.flip import _flip_group
 from app.metrics.flip_viewing import DEFAULT_PPD, pixels_per_degree, resolve_ppd
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 MEAN_TOLERANCE = 1e-4  # the bound on the score; measured: under 4e-6
 # Per pixel. Both sides compute in float32 in different orders; where the two colours nearly

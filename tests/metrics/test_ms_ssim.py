@@ -14,7 +14,7 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 from app.errors import ImageTooSmall, ImageTooSmallForScore
 from app.metrics import ms_ssim, scale_centres
 from app.metrics.ms_ssim import MIN_SIDE, WEIGHTS, check_size
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 TOLERANCE = 1e-5  # the bound; measured: under 1e-6 (float32 against float64)
 

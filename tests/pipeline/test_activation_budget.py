@@ -14,9 +14,9 @@ import torch
 from app.config import Settings
 from app.scoring import ModelRunner
 from app.scoring.activations import BYTES_PER_PIXEL, CPU_BATCH_PIXELS, batch_pixels
-from tests.support.http import batch_files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import queue_of, running
+from devtools.http import batch_files
+from devtools.images import distort, encode, photo
+from devtools.servers import queue_of, running
 
 SIDE = 64
 PAIR = 2 * SIDE * SIDE  # a pair's share: its reference's rows and its candidate's

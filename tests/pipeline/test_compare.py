@@ -19,7 +19,7 @@ from app.pipeline import CompareOptions, ComparePipeline, Comparison
 from app.pipeline.decode import Decoder
 from app.scoring import ModelInfo, PairRequest, PairScores
 from app.scoring.device import MemoryStats
-from tests.support.images import encode, photo, photo_png
+from devtools.images import encode, photo, photo_png
 
 INFO = ModelInfo("stand-in", "random", "0" * 12, "cpu", "fp32")
 REF, CAND = photo_png("chelsea", 48), photo_png("coffee", 48)

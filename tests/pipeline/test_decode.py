@@ -15,7 +15,7 @@ from app.errors import ImageTooLarge, ImageTooSmall, InvalidRequest, NotAnImage,
 from app.imaging import PreparedImage
 from app.pipeline import CompareOptions
 from app.pipeline.decode import Decoder
-from tests.support.images import encode, photo, photo_png
+from devtools.images import encode, photo, photo_png
 
 REF = encode(photo("chelsea", 64))
 

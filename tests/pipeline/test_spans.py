@@ -21,7 +21,7 @@ from app.pipeline.queue import ScoringQueue
 from app.pipeline.spans import BatchSpans, image_format
 from app.scoring import PairRequest, Scorer
 from app.tracing import Tracing
-from tests.support.images import encode, photo
+from devtools.images import encode, photo
 from tests.tracing.support import in_memory
 
 

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, ReferenceCache, Scorer
 from app.vocabulary import Precision
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 SIDE = 48
 METRICS = ("mse", "psnr", "ssim", "reference_moments", "gram_matrices", "style_distance",

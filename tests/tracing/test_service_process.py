@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.http import pair_files
-from tests.support.images import PHOTOS, distort, encode, photo
-from tests.support.otlp import OtlpReceiver, Traces, otel_env
-from tests.support.servers import serve_process
+from devtools.http import pair_files
+from devtools.images import PHOTOS, distort, encode, photo
+from devtools.otlp import OtlpReceiver, Traces, otel_env
+from devtools.servers import serve_process
 
 TRACE_ID = "5b8aa5a2d2c872e8321cf37308d69df2"
 PARENT_ID = "051581bf3cb55c13"

@@ -14,7 +14,7 @@ from opentelemetry.trace import StatusCode
 
 from app.errors import NotAnImage
 from app.tracing import Tracing, continued, current_ids, error_type
-from tests.support.otlp import OtlpReceiver
+from devtools.otlp import OtlpReceiver
 from tests.tracing.support import EXPORT_THREAD, Held, export_threads, in_memory
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

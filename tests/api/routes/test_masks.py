@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.cli import main
-from tests.support.http import batch_files, pair_files
-from tests.support.images import decode_png, distort, encode, photo
-from tests.support.servers import running_client
-from tests.support.settings import settings_for
+from devtools.http import batch_files, pair_files
+from devtools.images import decode_png, distort, encode, photo
+from devtools.servers import running_client
+from devtools.settings import settings_for
 
 SIDE = 96
 FIELDS = ("vgg", "style", "ssim", "mse", "psnr")

@@ -16,8 +16,8 @@ from app.imaging.screens import gif as gif_screen
 from app.imaging.screens import webp as webp_screen
 from app.imaging.screens.gif import MAX_GIF_EXTENSIONS
 from app.imaging.screens.webp import MAX_WEBP_CHUNKS
-from tests.support.images import encode, photo
-from tests.support.structures import (
+from devtools.images import encode, photo
+from devtools.structures import (
     gif_extension,
     gif_with_extensions,
     webp_chunk,

@@ -19,9 +19,9 @@ from app.imaging.screens.jpeg import (
     MAX_JPEG_SEGMENTS,
     jpeg_structure,
 )
-from tests.support.attacks import progressive_jpeg, with_repeated_last_scan
-from tests.support.images import encode, photo
-from tests.support.structures import (
+from devtools.attacks import progressive_jpeg, with_repeated_last_scan
+from devtools.images import encode, photo
+from devtools.structures import (
     after_soi,
     before_first_scan,
     inside_first_scan,

@@ -14,8 +14,8 @@ from app.imaging import decode_image
 from app.imaging.formats import screen
 from app.imaging.screens import tiff as tiff_screen
 from app.imaging.screens.tiff import MAX_TIFF_TAGS, MAX_TIFF_VALUES
-from tests.support.images import encode, photo
-from tests.support.structures import (
+from devtools.images import encode, photo
+from devtools.structures import (
     LONG,
     SHORT,
     UNDEFINED,

@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tests.support.sockets import connect
+from devtools.sockets import connect
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: simscore\r\n\r\n"
 

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tests.support import structures
-from tests.support.images import encode, photo
-from tests.support.sockets import connect
+from devtools import structures
+from devtools.images import encode, photo
+from devtools.sockets import connect
 
 BOUNDARY = "simscore-attack-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -1,6 +1,6 @@
 """Image files written structure by structure, for shapes no encoder writes: TIFF directories
 (strip tables, chains, loops, tags), JPEG segments and padding, GIF blocks, WebP chunks. Shared by
-the screening tests, ``tests/support/attacks.py`` and the benchmarks.
+the screening tests, ``devtools/attacks.py`` and the benchmarks.
 """
 
 from __future__ import annotations

@@ -19,15 +19,17 @@ makes of it. Nothing else parses, sizes, checks or reduces a mask.
   the reference outside it before anything is scored (``composite``: nothing outside can move a
   score, not even through VGG's receptive fields or the SSIM window); mse averages the pixels
   inside; ssim the window positions whose centre is inside (``window_centres``); vgg and style
-  weight each tap cell by the fraction of it inside (``tap_weights``); ``coverage`` is the
-  fraction of pixels inside, reported with every result.
+  weight each tap cell by the fraction of it inside (``tap_weights``); ms_ssim carries it down
+  its scales with the images' own pooling and averages, at each scale, the window positions
+  whose centre is inside (``scale_centres``); ``coverage`` is the fraction of pixels inside,
+  reported with every result.
 
 The contract is in the README's "Regions of interest" section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -134,3 +136,25 @@ def tap_weights(mask: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[tor
     ``(N, 1, H, W) -> (N, 1, h, w)`` by area interpolation, in float32."""
     inside = mask.bool().float()
     return [F.interpolate(inside, size=tuple(shape[-2:]), mode="area") for shape in shapes]
+
+
+def scale_centres(
+    mask: torch.Tensor,
+    halve: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    scales: int,
+    window_size: int = SSIM_WINDOW,
+) -> list[torch.Tensor]:
+    """A mask carried down the scales of a multi-scale score with ``halve``, the images' own
+    downsampling (so mask and images stay aligned): at each scale, where the valid window
+    positions' centres have a pooled mask above 0. ``(N, 1, H, W)`` -> ``scales`` bool tensors
+    ``(N, 1, h_j - w + 1, w_j - w + 1)``."""
+    margin = window_size // 2
+    pooled = mask.bool().float()
+    centres = []
+    for scale in range(scales):
+        if scale:
+            pooled = halve(pooled)
+        height, width = pooled.shape[-2:]
+        centres.append(pooled[..., margin : height - margin, margin : width - margin] > 0)
+    return centres

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from app.errors import ImageTooSmallForScore
+from app.metrics import masks
 from app.metrics.separable import (
     BLOCK_ROWS,
     band_matrix,
@@ -76,16 +77,10 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
 
 
 def scale_centres(mask: torch.Tensor) -> list[torch.Tensor]:
-    """For each scale, where the valid window positions' centres lie inside the pooled mask:
-    ``(N, 1, H, W)`` -> five ``(N, 1, h_j - 10, w_j - 10)`` bool tensors."""
-    pooled = mask.bool().float()
-    centres = []
-    for scale in range(SCALES):
-        if scale:
-            pooled = _halve(pooled)
-        height, width = pooled.shape[-2:]
-        centres.append(pooled[..., _MARGIN : height - _MARGIN, _MARGIN : width - _MARGIN] > 0)
-    return centres
+    """MS-SSIM's view of a mask at each of its five scales (``app.metrics.masks.scale_centres``
+    with this module's downsampling): ``(N, 1, H, W)`` -> five ``(N, 1, h_j - 10, w_j - 10)``
+    bool tensors."""
+    return masks.scale_centres(mask, _halve, scales=SCALES, window_size=WINDOW_SIZE)
 
 
 def window_taps() -> torch.Tensor:

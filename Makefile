@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-scores bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
+.PHONY: install run test lint format bench bench-cache bench-gpu bench-batching bench-precision bench-masks bench-thresholds bench-tracing bench-scores bench-security load soak docker-build docker-smoke compose-smoke proxy-check clean
 
 $(BIN)/simscore: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -59,16 +59,22 @@ bench-precision: install  ## bf16 vs fp32 scores on real photographs (emulated b
 bench-masks: install  ## what a region of interest costs: masked vs unmasked pairs
 	$(BIN)/python bench/masks.py
 
-bench-scores: install  ## lpips and dists over HTTP vs their packages; lpips vs vgg request cost (docs/benchmarks.md)
+bench-scores: install  ## lpips, dists and flip over HTTP vs their packages; ms_ssim vs pytorch_msssim (docs/benchmarks.md)
 	$(BIN)/python bench/scores_http.py
 	$(BIN)/python bench/lpips_dists.py
+	$(BIN)/python bench/flip_http.py
+	$(BIN)/python bench/flip_msssim.py
 
 bench-thresholds: install  ## what each score does on the test photographs' distortions (docs/ci.md)
 	$(BIN)/python bench/thresholds.py
 
-bench-security: install  ## hostile clients against a real server, worst legitimate uploads, CPU kernels (docs/security.md)
+bench-tracing: install  ## what tracing costs: every request traced and exported vs tracing off, side by side
+	$(BIN)/python bench/tracing.py
+
+bench-security: install  ## hostile clients against a real server, slowest admitted uploads, activation memory, CPU kernels (docs/security.md)
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/decode_bound.py
+	$(BIN)/python bench/activations.py
 	$(BIN)/python bench/kernels.py
 
 docker-build:  ## build simscore:dev from a local base image (no registry needed)

@@ -4,6 +4,8 @@
 and prints the service's response schema, so the command line and ``POST /compare`` cannot give
 different answers. With ``--threshold`` (or SIMSCORE_THRESHOLDS) it exits 0 when every pair
 passes, 1 when one fails (or, with a folder, a candidate cannot be read), and 2 on a usage error.
+With the OpenTelemetry variables set it is traced like the service, as one
+``simscore compare`` span that continues ``--traceparent`` (or ``TRACEPARENT``) when given.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +100,17 @@ def _add_compare(sub: Any) -> None:
         help="write a JUnit XML report here: a testcase per candidate, a failure naming the "
         "failed conditions and the scores, an error for a candidate that cannot be read",
     )
+    _viewing_arguments(compare)
+    _traceparent_argument(compare)
+
+
+def _viewing_arguments(compare: argparse.ArgumentParser) -> None:
+    """FLIP's viewing conditions (only flip uses them; the reference tool's by default)."""
+    viewing = compare.add_argument_group("FLIP's viewing conditions (give --ppd or the others)")
+    viewing.add_argument("--ppd", type=float, default=None, help="pixels per degree (1 to 600)")
+    viewing.add_argument("--distance-m", type=float, default=None, help="default 0.7")
+    viewing.add_argument("--monitor-width-m", type=float, default=None, help="default 0.7")
+    viewing.add_argument("--monitor-width-px", type=float, default=None, help="default 3840")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fetch-weights":
         return _fetch(args.backbone, args.out)
     return _make_random(args.out, args.seed)
+
+
+def _traceparent_argument(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "--traceparent",
+        default=os.environ.get("TRACEPARENT"),
+        help="a W3C traceparent the run's trace continues (default: TRACEPARENT; tracing is on "
+        "when the OTEL_* variables ask for it: README, Tracing)",
+    )
 
 
 def _scores_on_cpu(settings: Settings) -> bool:

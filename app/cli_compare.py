@@ -1,5 +1,7 @@
 """``simscore compare REF CAND|FOLDER``: the service's own pipeline (decode pool, batcher,
-scorer) run in-process on files; what it prints and writes is ``app.cli_output``.
+scorer) run in-process on files; what it prints and writes is ``app.cli_output``. With the
+OpenTelemetry variables set it is traced like the service, as one ``simscore compare`` span
+that continues ``--traceparent`` (or ``TRACEPARENT``) when given.
 
 Imported only when the command runs (``app.cli`` must start no thread before the allocator
 setting), and it imports the model code only once the arguments are checked.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,8 +34,10 @@ NO_DEADLINE_S = 365 * 24 * 3600.0
 async def compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.api.provenance import model_out
     from app.errors import SimscoreError
+    from app.metrics.flip_viewing import resolve_ppd
     from app.pipeline import CompareOptions, ComparePipeline
     from app.scoring import build_scorer
+    from app.tracing import Tracing, continued
     from app.vocabulary import SCORE_NAMES, parse_scores
 
     try:
@@ -41,7 +46,13 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
         scores = parse_scores(args.scores)
         if thresholds is not None:
             scores |= {name for name in SCORE_NAMES if name in thresholds.scores}
-        options = CompareOptions(scores, args.size_policy, mask)
+        ppd = resolve_ppd(
+            ppd=args.ppd,
+            distance_m=args.distance_m,
+            monitor_width_m=args.monitor_width_m,
+            monitor_width_px=args.monitor_width_px,
+        )
+        options = CompareOptions(scores, args.size_policy, mask, ppd=ppd)
         reference = args.reference.read_bytes()
         candidates = _candidates(args.candidate)
         scorer, model = await asyncio.to_thread(build_scorer, settings)
@@ -49,20 +60,24 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
     except (SimscoreError, OSError) as exc:
         print(f"simscore: {exc}", file=sys.stderr)
         return 2
-    pipeline = ComparePipeline.build(settings, scorer, model)
+    tracing = Tracing.from_environment()
+    pipeline = ComparePipeline.build(settings, scorer, model, tracing=tracing)
     pipeline.start()
     model_json = model_out(model).model_dump(mode="json")
+    caller = continued({"traceparent": args.traceparent, "tracestate": os.getenv("TRACESTATE")})
     try:
         started = time.monotonic()
-        if args.candidate.is_dir():
-            rows = await _compare_folder(pipeline, reference, candidates, options, thresholds)
-        else:
-            row = await _compare_pair(pipeline, reference, candidates[0], options, thresholds)
-            if row is None:
-                return 2
-            rows = [row]
+        with tracing.span("simscore compare", context=caller):
+            if args.candidate.is_dir():
+                rows = await _compare_folder(pipeline, reference, candidates, options, thresholds)
+            else:
+                row = await _compare_pair(pipeline, reference, candidates[0], options, thresholds)
+                if row is None:
+                    return 2
+                rows = [row]
     finally:
         pipeline.close()
+        tracing.shutdown()
     _report(rows, args, thresholds, time.monotonic() - started, model_json)
     return cli_output.exit_status(rows)
 

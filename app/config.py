@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     # Batching
     queue_size: int = Field(256, ge=1, description="Pairs waiting for the model, at most.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Pairs per forward pass, at most.")
+    max_batch_pixels: int | None = Field(
+        None,
+        ge=1,
+        description="Image pixels one forward pass may take (rows x height x width); a pair "
+        "over it is scored alone. Unset: 2097152 on CPU, half the GPU's memory on CUDA "
+        "(docs/security.md#memory-bounds).",
+    )
     max_wait_ms: float | None = Field(
         None,
         ge=0,

@@ -87,3 +87,22 @@ class OutOfMemory(SimscoreError):
 
 class ClientGone(SimscoreError):
     """The client closed the connection before its result was ready (nothing is sent)."""
+
+
+class ImageTooSmallForScore(ImageTooSmall, ValueError):
+    """A side too short for one score that was asked for (MS-SSIM's five scales need more than
+    160 px); the other scores have no such limit. ``minimum_px`` is the smallest side it takes."""
+
+    def __init__(self, message: str, *, score: str, minimum_px: int) -> None:
+        super().__init__(message)
+        self.score = score
+        self.minimum_px = minimum_px
+
+
+class InvalidViewingConditions(InvalidRequest, ValueError):
+    """FLIP viewing conditions (``parameter``: ppd, distance_m, ...) that are not finite, not
+    above 0, given together with ppd, or outside the ppd range FLIP runs at here."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter

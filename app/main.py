@@ -1,8 +1,10 @@
-"""``create_app(settings)``: the service, its routers and middleware, and the lifespan that owns
-the model (``Service.start`` before serving, ``Service.stop`` after)."""
+"""``create_app(settings)``: the service, its routers and middleware, tracing when the
+OpenTelemetry variables ask for it, and the lifespan that owns the model (``Service.start``
+before serving, ``Service.stop`` after, then tracing's last export)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,9 +15,11 @@ from app import __version__
 from app.api import errors, openapi
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import batch, compare, maps, operations, page, scores
+from app.api.tracing import instrument
 from app.config import Settings
 from app.observability import Metrics
 from app.service import Service
+from app.tracing import Tracing
 
 DESCRIPTION = """\
 How alike two images look to a person: a VGG19 feature distance, a Gram-matrix style
@@ -27,11 +31,14 @@ whether this server can compute it. Errors are JSON with a `detail`.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app; tests pass their own ``Settings``."""
+def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
+    """The ASGI app; tests pass their own ``Settings`` (and may pass a ``Tracing``; by default
+    it is built from the ``OTEL_*`` variables: README, Tracing)."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
-    service = Service(settings, metrics)
+    if tracing is None:
+        tracing = Tracing.from_environment(dropped=metrics.trace_spans_dropped)
+    service = Service(settings, metrics, tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await service.stop()
+            await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(
         title="simscore",
@@ -53,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.state.tracing = tracing
     errors.install(app)
     for module in (compare, batch, maps, scores, operations):
         app.include_router(module.router)
@@ -67,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    instrument(app, tracing)  # outermost: the server span covers every middleware
     return app

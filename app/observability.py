@@ -31,6 +31,7 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "simscore_gpu_memory_reserved_bytes",
     "simscore_gpu_memory_peak_bytes",
     "simscore_batch_failures",
+    "simscore_trace_spans_dropped",
 )
 
 FAILURE_REASONS = (
@@ -43,8 +44,22 @@ FAILURE_REASONS = (
     "device",
 )
 BATCH_FAILURE_KINDS = ("oom", "error", "device")
+SPAN_DROP_REASONS = ("queue_full", "export_failed")  # app.tracing.export
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def _spans_dropped(registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "simscore_trace_spans_dropped",
+        "Trace spans dropped instead of exported, by reason: queue_full (the collector is "
+        "slow or down) or export_failed.",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in SPAN_DROP_REASONS:
+        counter.labels(reason=reason)
+    return counter
 
 
 class Metrics:
@@ -153,6 +168,7 @@ class Metrics:
         )
         for kind in BATCH_FAILURE_KINDS:
             self.batch_failures.labels(kind=kind)
+        self.spans_dropped = _spans_dropped(r)
 
     # -- what the batcher, the reference cache and the pipeline report ----------------------
 
@@ -181,6 +197,9 @@ class Metrics:
 
     def cache_bytes(self, nbytes: int) -> None:
         self.cache_bytes_gauge.set(nbytes)
+
+    def trace_spans_dropped(self, spans: int, reason: str) -> None:
+        self.spans_dropped.labels(reason=reason).inc(spans)
 
     def device_memory(self, stats: MemoryStats) -> None:
         self.gpu_allocated.set(stats.allocated)

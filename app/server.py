@@ -7,7 +7,11 @@
 * **Connections are bounded**: a connection past ``SIMSCORE_MAX_CONNECTIONS`` open ones is
   answered 503 (JSON, ``Retry-After``) and closed at once; the health probe (``app.probe``)
   takes that answer for a busy server, not a dead one. The server's own answers (this 503,
-  the 408) carry the same headers as the app's (``X-Request-ID``, ``nosniff``, ...).
+  the 408, the 400 below) carry the same headers as the app's (``X-Request-ID``, ``nosniff``).
+* **Folded header lines are refused**: a request head with an obs-fold (a line starting with a
+  space or tab, RFC 9112 section 5.2) is answered 400 and closed; h11 would unfold it, and a
+  proxy that does not could frame the body differently. (Both ``Content-Length`` and
+  ``Transfer-Encoding``: the app's middleware answers 400; other framing errors: h11 does.)
 * **Drain without loss.** The first SIGTERM/SIGINT stops admission (503 for new requests,
   ``/readyz`` 503); uvicorn closes idle connections and waits up to
   ``SIMSCORE_DRAIN_TIMEOUT_S`` for requests in progress, then the app's lifespan stops the
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import threading
 import uuid
@@ -46,6 +51,11 @@ from app.probe import BUSY_MARKER
 log = logging.getLogger(__name__)
 HEADER_LIMIT_BYTES = 64 * 1024  # request line and headers together
 DEVICE_FAILURE = 4  # the exit code after a sticky device error
+_OBS_FOLD = re.compile(rb"\r\n[ \t]")
+OBS_FOLD_DETAIL = (
+    "a header line of the request is folded (it starts with a space or a tab, obs-fold, "
+    "RFC 9112 section 5.2): send each header on one line"
+)
 
 
 class Lifecycle(Protocol):
@@ -85,14 +95,32 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._folded(data):
+            self._answer_and_close(400, "Bad Request", OBS_FOLD_DETAIL)
+            return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._disarm_header_timer()
 
     def on_response_complete(self) -> None:
+        # A pipelined request's head may already wait in h11's buffer: look at it before h11
+        # parses it (once per request: the buffer holds at most one read).
+        self._head_tail = b""
+        pending = self.conn.trailing_data[0][:HEADER_LIMIT_BYTES]
+        if pending and self._folded(pending):
+            self._answer_and_close(400, "Bad Request", OBS_FOLD_DETAIL)
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm_header_timer()
+
+    def _folded(self, data: bytes) -> bool:
+        """Whether the request head arriving in ``data`` (after what arrived of it before: its
+        last bytes are kept) has a folded line; each byte of a head is searched once."""
+        scan = getattr(self, "_head_tail", b"") + data
+        end = scan.find(b"\r\n\r\n")
+        head = scan if end < 0 else scan[: end + 2]
+        self._head_tail = scan[-3:] if end < 0 else b""
+        return _OBS_FOLD.search(head) is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()

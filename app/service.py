@@ -30,6 +30,7 @@ from app.errors import DeviceFailed, NotReady, Overloaded, SimscoreError
 from app.observability import Metrics
 from app.pipeline import ComparePipeline
 from app.scoring import build_scorer
+from app.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,12 @@ class Admission:
 class Service:
     """See the module docstring."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing or Tracing()
         self.pipeline: ComparePipeline | None = None
         self.phase: Phase = "loading"
         self.drained_cleanly = True
@@ -96,7 +100,12 @@ class Service:
         try:
             scorer, model = await asyncio.to_thread(build_scorer, self.settings, self.metrics)
             pipeline = ComparePipeline.build(
-                self.settings, scorer, model, self.metrics, self._device_failed_elsewhere
+                self.settings,
+                scorer,
+                model,
+                self.metrics,
+                self._device_failed_elsewhere,
+                tracing=self.tracing,
             )
             pipeline.start()
             self.pipeline = pipeline

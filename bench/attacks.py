@@ -5,7 +5,7 @@
 
 The server runs as production would, less the model (``bench/server_probe.py``):
 ``SIMSCORE_WEIGHTS=random``, CPU, warmed up at 224 px, one API key set, every other setting at its
-default. Each row is one attack from ``tests/support/attacks.py`` (the inputs the tests use): what
+default. Each row is one attack from ``devtools/attacks.py`` (the inputs the tests use): what
 was sent (bytes), the answer (status and the start of its ``detail``, or how the connection
 ended), the time to that answer, the server's CPU seconds, and its peak resident memory during the
 attack over the memory it held when the attack started (``VmHWM`` reset through
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.admitted import photo_at_cap
 from bench.common import machine, table
-from bench.decode_bound import png_at_pixel_cap
 from bench.server_probe import (
     DEFAULTS,
     Probe,
@@ -55,11 +56,12 @@ from bench.server_probe import (
     serving,
     timed,
 )
-from tests.support import attacks
-from tests.support.attacks import Part
-from tests.support.images import encode, photo
-from tests.support.servers import CLI, ROOT, ServerProcess
-from tests.support.sockets import connect
+from devtools import attacks
+from devtools.attacks import Part
+from devtools.framing import FRAMING_CASES, send_with_smuggled
+from devtools.images import encode, photo
+from devtools.servers import CLI, ROOT, ServerProcess
+from devtools.sockets import connect
 
 Outcome = tuple[str, float]  # (answer, seconds to it)
 
@@ -347,16 +349,47 @@ class AttackBench:
                         range(4),
                     )
                 )
+            busy_s = self.busy_after()
             parts = attacks.pair_parts(self.reference, self.candidate)
             response, took = timed(lambda: post(self.url, "/compare", parts))
             time.sleep(1.0)  # let the abandoned requests' log lines land
             gone = self.server.log().count('"status": 499') - before
-            return f"next good request {answer_of(response)}; {gone} x 499 logged", took
+            return (
+                f"decoding ended {busy_s:.1f} s after the clients left; next good request "
+                f"{answer_of(response)}; {gone} x 499 logged",
+                took,
+            )
 
         self.run(
             "4 requests abandoned mid-decode",
             f"4 x 2 x 40 Mpx PNG ({attacks.form_length(pair):,} B each)",
             abandoned,
+        )
+
+    def busy_after(self, idle_cpu_s: float = 0.02, window_s: float = 0.25) -> float:
+        """Seconds until the server's CPU use falls under ``idle_cpu_s`` per ``window_s``."""
+        started = time.monotonic()
+        last = self.probe.cpu_seconds()
+        while time.monotonic() - started < 60:
+            time.sleep(window_s)
+            now = self.probe.cpu_seconds()
+            if now - last < idle_cpu_s:
+                return time.monotonic() - started - window_s
+            last = now
+        return time.monotonic() - started
+
+    def framing(self) -> None:
+        def go() -> Outcome:
+            started = time.perf_counter()
+            answers = [send_with_smuggled(self.url, case) for case in FRAMING_CASES]
+            took = (time.perf_counter() - started) / len(answers)
+            kinds = Counter(answer.describe() for answer in answers)
+            return "; ".join(f"{n} x {kind}" for kind, n in kinds.items()), took
+
+        self.run(
+            f"{len(FRAMING_CASES)} request-smuggling shapes",
+            "CL + TE, duplicate CL, obs-fold, TE not chunked; each + a second request",
+            go,
         )
 
     def upload_memory(self) -> None:
@@ -481,7 +514,7 @@ def main() -> None:
     parser.add_argument("--skip-slow", action="store_true", help="leave out the slow clients")
     args = parser.parse_args()
     print("preparing the 40 Mpx PNG ...", file=sys.stderr, flush=True)
-    big = png_at_pixel_cap()
+    big = encode(photo_at_cap(), "PNG")
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     with serving("simscore-attacks-") as server:
@@ -490,6 +523,7 @@ def main() -> None:
         bench.well_behaved("well-behaved client (control, first)")
         bench.keys()
         bench.limits()
+        bench.framing()
         if not args.skip_slow:
             bench.slow_clients()
         bench.hostile_files()

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import header, table
 from bench.http_load import Body, LoadResult, drive, square_bodies
-from tests.support.servers import running
-from tests.support.settings import settings_for, write_seeded_weights
+from devtools.servers import running
+from devtools.settings import settings_for, write_seeded_weights
 
 
 async def run(

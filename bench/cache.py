@@ -43,7 +43,7 @@ from app.models.weights import load_features
 from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer, reference_key
 from app.scoring.device import tune_cpu_allocator
 from bench.common import machine
-from tests.support.images import DISTORTIONS, distort, photo, to_tensor
+from devtools.images import DISTORTIONS, distort, photo, to_tensor
 
 MODES = ("no sharing", "cache off", "cache on", "bare forward")
 TARGET_RATIO = 1.8

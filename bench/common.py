@@ -1,7 +1,7 @@
 """Helpers shared by the benchmarks: the machine, timing, tables, pairs, results on disk.
 
-Photographs and distortions come from ``tests.support.images`` (one copy for tests and
-benchmarks); servers from ``tests.support.servers``.
+Photographs and distortions come from ``devtools.images`` (one copy for tests and
+benchmarks); servers from ``devtools.servers``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` without installing the proj
 
 from app.scoring.device import CPU_BF16_FLAGS, cpu_flags, cpu_model  # noqa: E402
 from app.scoring.types import PairRequest  # noqa: E402
-from tests.support.images import photo_pair  # noqa: E402
+from devtools.images import photo_pair  # noqa: E402
 
 # CPU flags that decide which kernels run (oneDNN picks by these).
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", *CPU_BF16_FLAGS, "amx_tile")

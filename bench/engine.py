@@ -59,7 +59,7 @@ from bench.common import (
 )
 from bench.contenders import Contender
 from bench.http_load import LoadResult, refusal, run_load, service_env, serving, square_bodies
-from tests.support.servers import ServerProcess, serve_process, wait_ready
+from devtools.servers import ServerProcess, serve_process, wait_ready
 
 SECTIONS = ("table", "engine", "compile", "startup", "ssim", "rss")
 QUICK = "table,engine,ssim,rss"  # compiling takes minutes on a CPU: not in --quick

@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:  # `python3 bench/gpu.py` without installing the p
     sys.path.insert(0, str(ROOT))
 
 from bench.sections import Report, Section, run_sections  # noqa: E402
-from tests.support.env import child_env, python_path  # noqa: E402
+from devtools.env import child_env, python_path  # noqa: E402
 
 DEADLINES_S = {
     "preflight": 60, "tests": 150, "agreement": 60, "sweep": 75, "http": 170, "oom": 45,

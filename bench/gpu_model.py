@@ -29,7 +29,7 @@ from app.vocabulary import Precision
 from bench import precision
 from bench.common import distinct_pairs, median_seconds
 from bench.sections import emit
-from tests.support.images import photo
+from devtools.images import photo
 
 PACKAGES = (
     "fastapi",

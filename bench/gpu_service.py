@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import ROOT
 from bench.sections import ENDS_AT, emit
-from tests.support.env import child_env
+from devtools.env import child_env
 
 HTTP_PACKAGES = ("fastapi", "uvicorn", "pydantic_settings", "python_multipart", "httpx")
 TEST_PLUGINS = ("pytest_asyncio.plugin", "pytest_timeout")

@@ -25,10 +25,10 @@ import httpx
 
 from bench.common import ROOT
 from bench.server_probe import Probe
-from tests.support.env import python_path
-from tests.support.http import Files, metric_value, pair_files
-from tests.support.images import encode, photo_pair
-from tests.support.servers import ServerProcess, serve_process
+from devtools.env import python_path
+from devtools.http import Files, metric_value, pair_files
+from devtools.images import encode, photo_pair
+from devtools.servers import ServerProcess, serve_process
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ KERNELS: dict[str, dict[str, str]] = {
 def score_pairs() -> None:
     """(Child process) Scores of 8 photograph pairs at 224 px, alone and as one batch, JSON."""
     from app.scoring import PairRequest, build_scorer
-    from tests.support.images import photo_pair
+    from devtools.images import photo_pair
 
     settings = Settings(
         _env_file=None, weights="random", device="cpu", warmup_sides=[], reference_cache_size=0

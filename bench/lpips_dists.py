@@ -37,7 +37,7 @@ from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
 from bench.common import distinct_pairs, header, interleaved, load_average, table
-from tests.support.packages import load_networks, reference_dists, reference_lpips, seeded_backbone
+from devtools.packages import load_networks, reference_dists, reference_lpips, seeded_backbone
 
 SCORES = ("lpips", "lpips_vgg", "dists")
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

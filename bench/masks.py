@@ -28,7 +28,7 @@ from app.models.weights import load_features
 from app.scoring import ModelRunner, PairRequest, Scorer
 from app.scoring.device import tune_cpu_allocator
 from bench.common import machine
-from tests.support.images import photo_pair
+from devtools.images import photo_pair
 
 
 def pairs(side: int, n: int, masked: bool) -> list[PairRequest]:

@@ -46,7 +46,7 @@ from app.models.weights import Loaded, load_backbone, load_features
 from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
 from app.vocabulary import ALL_SCORES, DEFAULT_SCORES, Precision, ScoreName
 from bench.common import Results, header, load_average, table
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 DISTORTIONS = ("jpeg", "blur", "noise", "colour")

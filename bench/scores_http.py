@@ -38,9 +38,9 @@ from app.models import registry
 from app.models.weights import random_state_dict
 from bench.common import Results, header, load_average, table
 from bench.http_load import Body, run_load, service_env, square_bodies
-from tests.support.images import photo_pair
-from tests.support.packages import reference_dists, reference_lpips
-from tests.support.servers import serve_process
+from devtools.images import photo_pair
+from devtools.packages import reference_dists, reference_lpips
+from devtools.servers import serve_process
 
 PACKAGE_SCORES = ("lpips", "dists")
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

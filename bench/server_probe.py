@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from tests.support import attacks
-from tests.support.attacks import CONTENT_TYPE, KEY, Part
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ServerProcess, serve_process
+from devtools import attacks
+from devtools.attacks import CONTENT_TYPE, KEY, Part
+from devtools.images import distort, encode, photo
+from devtools.servers import ServerProcess, serve_process
 
 DEFAULTS = Settings(_env_file=None)
 SERVER_ENV = {

@@ -5,7 +5,7 @@
     .venv/bin/python bench/thresholds.py --weights random   # vgg and style then mean nothing
     .venv/bin/python bench/thresholds.py --weights PATH --side 512
 
-Each of scikit-image's photographs (``tests.support.images.PHOTOS``) at ``--side`` px is the
+Each of scikit-image's photographs (``devtools.images.PHOTOS``) at ``--side`` px is the
 reference; its candidates are the same photograph distorted as renders and uploads are
 (``distort``: JPEG, blur, noise, a colour cast) at several strengths, and itself (identical).
 Every score of the vocabulary is reported (scores added later appear with no change here):
@@ -29,10 +29,10 @@ from app.scoring import ModelRunner, PairRequest, Scorer
 from app.verdicts import direction
 from app.vocabulary import SCORE_NAMES
 from bench.common import header, table
-from tests.support.images import DISTORTIONS, PHOTOS, distort, photo, to_tensor
+from devtools.images import DISTORTIONS, PHOTOS, distort, photo, to_tensor
 
 STRENGTHS = (0.25, 0.5, 1.0, 2.0)
-# what strength 1 is (tests.support.images.distort)
+# what strength 1 is (devtools.images.distort)
 MEANING = {
     "jpeg": "JPEG at quality 20 / strength (x0.25: 80, x0.5: 40, x1: 20, x2: 10)",
     "blur": "Gaussian blur, radius 2 x strength",

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from deploy import nginx_conf
 from deploy.proxy_probes import LIMIT_CHECKS, QUICK_CHECKS, SLOW_CHECKS, Limits, Result, Stack
-from tests.support.servers import free_port, serve_process
+from devtools.servers import free_port, serve_process
 
 # The app behind the proxy: CPU, random weights, no warm-up, the deployment's timeouts.
 APP_ENV = {

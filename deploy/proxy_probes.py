@@ -17,6 +17,11 @@ configuration (``Limits.from_config``).
   replaced by nginx's, which the app logs (the positive control for "never saw it");
 * ``compare``: a real ``POST /compare`` through the proxy answers 200 with scores;
 * ``metrics-hidden``: ``/metrics`` is not served through the proxy;
+* ``framing``: every request-smuggling shape of ``devtools/framing.py`` (both
+  ``Content-Length`` and ``Transfer-Encoding``, duplicate lengths, obs-fold, a
+  ``Transfer-Encoding`` other than chunked) is refused by nginx (400, or 501 for an unknown
+  transfer coding) with the connection closed; the request after it on the connection is never
+  answered, and the app never saw either;
 * ``limit-conn``, ``limit-req``: per-address limits answer 429.
 """
 
@@ -32,9 +37,10 @@ from pathlib import Path
 import httpx
 
 from deploy import nginx_conf
-from tests.support.images import photo_png
-from tests.support.servers import ServerProcess
-from tests.support.sockets import connect, read_until_closed
+from devtools.framing import FRAMING_CASES, send_with_smuggled
+from devtools.images import photo_png
+from devtools.servers import ServerProcess
+from devtools.sockets import connect, read_until_closed
 
 # Timings are accepted this much early / late (nginx's timers and thread scheduling).
 EARLY_S = 0.5
@@ -353,6 +359,26 @@ def check_metrics_hidden(stack: Stack, limits: Limits) -> Result:
     )
 
 
+def check_framing(stack: Stack, limits: Limits) -> Result:
+    started = time.monotonic()
+    seen: list[str] = []
+    ok = True
+    for index, case in enumerate(FRAMING_CASES):
+        request_id = f"framing-{index}-{time.time_ns()}"
+        answer = send_with_smuggled(stack.url, case, extra=(f"X-Request-ID: {request_id}",))
+        refused = len(answer.statuses) == 1 and answer.statuses[0] in (400, 501)
+        reached = stack.app_saw(request_id, wait_s=0.2)
+        ok = ok and refused and answer.closed and not answer.smuggled_answered and not reached
+        seen.append(f"{case.name}: {answer.describe()}{', reached the app' if reached else ''}")
+    return Result(
+        "framing",
+        f"{len(FRAMING_CASES)} smuggling shapes: each 400 or 501, closed, never reaching the app",
+        "; ".join(seen),
+        time.monotonic() - started,
+        ok,
+    )
+
+
 def check_limit_conn(stack: Stack, limits: Limits) -> Result:
     """Hold ``limit_conn`` requests open (half-sent bodies), then ask for one more."""
     held: list[socket.socket] = []
@@ -420,6 +446,7 @@ QUICK_CHECKS: tuple[Callable[[Stack, Limits], Result], ...] = (
     check_request_id,
     check_compare,
     check_metrics_hidden,
+    check_framing,
 )
 # Last and alone: they need the address's connection and rate budget to themselves.
 LIMIT_CHECKS: tuple[Callable[[Stack, Limits], Result], ...] = (check_limit_conn, check_limit_req)

@@ -1,5 +1,5 @@
 """Helpers for deploy/smoke.sh and deploy/compose-smoke.sh (host side, project venv, run from the
-repository root so that ``app`` and ``tests.support`` are this checkout's).
+repository root so that ``app`` and ``devtools`` are this checkout's).
 
     python -m deploy.smoke_check photos DIR          # write photograph pairs into DIR
     python -m deploy.smoke_check free-port           # print a free loopback port
@@ -10,7 +10,7 @@ repository root so that ``app`` and ``tests.support`` are this checkout's).
 ``compare`` runs ``simscore compare --json`` on the host (``python -m app.cli``) with the
 environment it is given (SIMSCORE_WEIGHTS pointing at the same weights file the container has
 mounted) and requires every score to agree within a relative 1e-4. The photographs, the
-distortions, ``free_port`` and ``wait_ready`` come from ``tests.support``.
+distortions, ``free_port`` and ``wait_ready`` come from ``devtools``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, free_port, wait_ready
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, free_port, wait_ready
 
 SCORES = ("vgg", "style", "ssim", "mse", "psnr")
 REL_TOL = 1e-4

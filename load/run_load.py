@@ -46,10 +46,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `python load/run_load.py` from anywhere: tests.support, load
+sys.path.insert(0, str(ROOT))  # `python load/run_load.py` from anywhere: devtools, load
 
-from tests.support.env import child_env, python_path  # noqa: E402
-from tests.support.servers import serve_process  # noqa: E402
+from devtools.env import child_env, python_path  # noqa: E402
+from devtools.servers import serve_process  # noqa: E402
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 BIN = Path(sys.executable).parent

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from tests.support import images
-from tests.support.images import encode, photo
+from devtools import images
+from devtools.images import encode, photo
 
 # app.metrics.perceptual.VGG_TAP_WEIGHTS and app.models.vgg.TAP_NAMES, repeated so that the
 # locust process does not import torch; tests/test_locustfile.py checks that they agree.

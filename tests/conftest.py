@@ -18,9 +18,9 @@ from app.models import registry
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
 from app.scoring import ModelRunner, Scorer
-from tests.support.packages import load_networks, seeded_backbone
-from tests.support.servers import running_client
-from tests.support.settings import settings_for, write_seeded_weights
+from devtools.packages import load_networks, seeded_backbone
+from devtools.servers import running_client
+from devtools.settings import settings_for, write_seeded_weights
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def scorer(extractor: VGGFeatures) -> Scorer:
 def seeded_backbones(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[Path, dict[str, torch.Tensor]]]:
-    """Seeded random AlexNet and VGG16 ``features`` state_dicts (``tests.support.packages.SEEDS``)
+    """Seeded random AlexNet and VGG16 ``features`` state_dicts (``devtools.packages.SEEDS``)
     saved like a user's files, by backbone name: each file and its state (for the reference
     packages' side)."""
     directory = tmp_path_factory.mktemp("backbones")

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.support.servers import ROOT
+from devtools.servers import ROOT
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, serve_in_thread
-from tests.support.settings import settings_for
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, serve_in_thread
+from devtools.settings import settings_for
 
 DOC = ROOT / "docs" / "ci.md"
 

@@ -19,10 +19,10 @@ from app.cli import _scores_on_cpu, main
 from app.imaging import prepare_pair
 from app.scoring import PairRequest, Scorer
 from app.vocabulary import CSV_COLUMNS
-from tests.support.http import pair_files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, running_client
-from tests.support.settings import settings_for
+from devtools.http import pair_files
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, running_client
+from devtools.settings import settings_for
 
 
 @pytest.fixture
@@ -380,3 +380,27 @@ def test_simscore_thresholds_is_the_default_and_an_empty_option_turns_it_off(
     assert code == 0 and body["verdict"] is None
     code, body = scores_of(capsys, ["compare", ref, cand, "--json", "--threshold", "ssim>=0"])
     assert code == 0 and body["verdict"]["passed"]
+
+
+def test_compare_is_traced_and_continues_the_callers_traceparent(
+    images: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devtools.otlp import OtlpReceiver, Traces, otel_env
+
+    trace_id, parent_id = "6e0c63257de34c926f9efcd03927272e", "8a3c60f7d188f8fa"
+    with OtlpReceiver() as receiver:
+        for name, value in otel_env(receiver, OTEL_SERVICE_NAME="simscore-cli").items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("TRACEPARENT", f"00-{trace_id}-{parent_id}-01")
+        folder = images / "renders"
+        assert main(["compare", str(images / "golden.png"), str(folder), "--json"]) == 1
+    capsys.readouterr()
+    traces = Traces(receiver.spans)
+    (run,) = traces.named("simscore compare")
+    assert (run.trace_id, run.parent_span_id) == (trace_id, parent_id)
+    assert run.resource["service.name"] == "simscore-cli"
+    decoded = traces.children(run, "decode")
+    assert len(decoded) == 5  # the reference and four candidates, one of them not an image
+    assert [s.status for s in decoded].count("ERROR") == 1
+    assert len(traces.children(run, "queue")) == 3
+    assert traces.batches_of(run)

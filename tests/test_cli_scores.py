@@ -11,7 +11,7 @@ import pytest
 
 from app.cli import main
 from app.vocabulary import csv_columns
-from tests.support.images import distort, encode, photo
+from devtools.images import distort, encode, photo
 
 
 @pytest.fixture
@@ -77,3 +77,29 @@ def test_an_unavailable_score_is_a_usage_error(
     assert "lpips is not available" in err and "SIMSCORE_ALEXNET_WEIGHTS" in err
     assert "simscore fetch-weights --backbone alexnet" in err
     assert main(["compare", str(ref), str(cand), "--scores", "dists"]) == 0  # VGG16 is there
+
+
+def test_flip_and_ms_ssim_with_viewing_conditions(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weights_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SIMSCORE_WEIGHTS", str(weights_file))
+    monkeypatch.setenv("SIMSCORE_DEVICE", "cpu")
+    reference = photo("coffee", 192)
+    ref, cand = tmp_path / "golden.png", tmp_path / "render.png"
+    ref.write_bytes(encode(reference))
+    cand.write_bytes(encode(distort(reference, "jpeg")))
+    assert main(["compare", str(ref), str(cand), "--scores", "flip,ms_ssim", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)["scores"]
+    assert 0 < default["flip"] < 1 and 0 < default["ms_ssim"] < 1
+    assert main(["compare", str(ref), str(cand), "--scores", "flip", "--ppd", "30", "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["scores"]["flip"]
+    assert near != pytest.approx(default["flip"], abs=1e-4)
+    assert main(["compare", str(ref), str(cand), "--scores", "flip", "--ppd", "0"]) == 2
+    assert "ppd" in capsys.readouterr().err
+    small = tmp_path / "small.png"
+    small.write_bytes(encode(photo("coffee", 96)))
+    assert main(["compare", str(small), str(small), "--scores", "ms_ssim"]) == 2
+    assert "161 px" in capsys.readouterr().err

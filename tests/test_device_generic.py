@@ -17,7 +17,11 @@ import pytest
 import torch
 
 from app.metrics import (
+    flip,
+    flip_map,
     gram_matrix,
+    mean_error,
+    ms_ssim,
     mse,
     psnr,
     reference_moments,
@@ -52,6 +56,17 @@ def test_pixel_metrics_stay_on_the_inputs_device() -> None:
     moments = reference_moments(x)
     assert moments.shape == (2, 6, 30, 38)
     assert_meta(moments, ssim(x, y, x_moments=moments))
+
+
+def test_flip_and_ms_ssim_stay_on_the_inputs_device() -> None:
+    """Through the whole-batch path a GPU takes (one ppd, and one per pair), masks included."""
+    x = torch.rand(2, 3, 170, 180, device=META)
+    y = torch.rand(2, 3, 170, 180, device=META)
+    mask = torch.ones(2, 1, 170, 180, dtype=torch.bool, device=META)
+    error_map = flip_map(x, y, ppd=[30.0, 67.0])
+    assert error_map.shape == (2, 1, 170, 180)
+    assert_meta(error_map, mean_error(error_map, mask=mask), flip(x, y))
+    assert_meta(ms_ssim(x, y), ms_ssim(x, y, mask=mask))
 
 
 def test_extractor_and_feature_metrics_stay_on_the_inputs_device() -> None:

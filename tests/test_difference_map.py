@@ -15,7 +15,7 @@ from app.difference_map import (
 )
 from app.metrics.ssim import ssim, ssim_map
 from app.vocabulary import MAP_RANGES
-from tests.support.images import decode_png, photo
+from devtools.images import decode_png, photo
 
 # matplotlib's viridis at entries 0, 64, 128, 192 and 255 (8-bit sRGB).
 VIRIDIS_SAMPLES = {
@@ -134,6 +134,7 @@ def test_map_ranges_are_documented_fixed_ranges() -> None:
         "abs": (0.0, 1.0),
         "lpips": (0.0, 1.0),
         "lpips_vgg": (0.0, 1.0),
+        "flip": (0.0, 1.0),
     }
 
 

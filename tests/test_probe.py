@@ -16,8 +16,8 @@ import pytest
 
 from app.config import Settings
 from app.probe import BUSY_MARKER, main, probe
-from tests.support.servers import ROOT, free_port, serve_in_thread
-from tests.support.sockets import connect
+from devtools.servers import ROOT, free_port, serve_in_thread
+from devtools.sockets import connect
 
 
 @contextmanager

@@ -21,10 +21,10 @@ from app.config import Settings
 from app.errors import DeviceFailed
 from app.main import create_app
 from app.server import DEVICE_FAILURE, build_server
-from tests.support.http import pair_files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, ServerProcess, free_port, serve_process, service_of
-from tests.support.sockets import connect, read_until_closed
+from devtools.http import pair_files
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, ServerProcess, free_port, serve_process, service_of
+from devtools.sockets import connect, read_until_closed
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
-"""Slow and greedy clients against a real ``simscore serve`` process (what tests/test_server.py
-does not already cover): a header dripped a byte at a time, a crowd of slow connections, the
-connection limit, idle keep-alive connections, and the headers of the server's own answers."""
+"""Slow, greedy and ambiguous clients against a real ``simscore serve`` process (what
+tests/test_server.py does not already cover): a header dripped a byte at a time, a crowd of slow
+connections, the connection limit, idle keep-alive connections, the headers of the server's own
+answers, and request-smuggling shapes on a raw socket."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import httpx
 import pytest
 
 from app.api.middleware import SECURITY_HEADERS
-from tests.support import attacks
-from tests.support.servers import ServerProcess, serve_process
-from tests.support.sockets import connect
+from devtools import attacks
+from devtools.framing import FRAMING_CASES, FramingCase, send_with_smuggled
+from devtools.servers import ServerProcess, serve_process
+from devtools.sockets import connect
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +120,35 @@ def test_the_servers_own_answers_carry_the_security_headers(server: ServerProces
     for name, value in SECURITY_HEADERS:
         assert name + b": " + value.lower() in head, name
         assert refused.headers.get(name.decode()) == value.decode(), name
+
+
+# -- request framing (smuggling) -----------------------------------------------------------------
+
+# Accepted: two equal Content-Length values agree (RFC 9110 section 8.6 lets a recipient merge
+# them). Every other shape is refused with 400 and the connection closed.
+ACCEPTED_FRAMING = {"two equal Content-Length"}
+
+
+@pytest.mark.parametrize("case", FRAMING_CASES, ids=[case.name for case in FRAMING_CASES])
+def test_ambiguous_framing_is_refused_and_the_connection_closed(
+    server: ServerProcess, case: FramingCase
+) -> None:
+    """Each request is followed by a second one on the same connection: it must never be
+    answered after a refusal (RFC 9112 section 6.1: close after answering a request that had
+    both Content-Length and Transfer-Encoding; section 5.2: obs-fold may be refused)."""
+    answer = send_with_smuggled(server.url, case)
+    assert answer.closed, answer.describe()
+    assert not answer.smuggled_answered, answer.describe()
+    expected = 200 if case.name in ACCEPTED_FRAMING else 400
+    assert answer.statuses == (expected,), answer.describe()
+
+
+def test_framing_refusals_say_why(server: ServerProcess) -> None:
+    both, folded = FRAMING_CASES[0], FRAMING_CASES[5]
+    for case, words in ((both, b"Content-Length and Transfer-Encoding"), (folded, b"obs-fold")):
+        with connect(server.url) as sock:
+            sock.sendall(case.raw())
+            answer = attacks.wait_closed(sock, 5)
+        assert answer.status == 400 and words in answer.answer, answer.answer
+        head = answer.answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert all(name in head for name, _ in SECURITY_HEADERS)

@@ -14,10 +14,10 @@ from app.errors import DeviceFailed, NotReady, Overloaded
 from app.observability import Metrics
 from app.scoring import Scorer
 from app.service import Service
+from devtools.http import pair_files, sample
+from devtools.images import distort, encode, photo
+from devtools.servers import running, service_of
 from tests.support.faulty_gpu import faulted_launch
-from tests.support.http import pair_files, sample
-from tests.support.images import distort, encode, photo
-from tests.support.servers import running, service_of
 
 
 def phase_of(service: Service) -> str:

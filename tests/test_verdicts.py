@@ -12,7 +12,7 @@ import pytest
 from app.errors import InvalidRequest
 from app.verdicts import Condition, Thresholds, direction, directions_text, parse_thresholds
 from app.vocabulary import LOWER_IS_MORE_ALIKE, SCORE_NAMES
-from tests.support.servers import ROOT
+from devtools.servers import ROOT
 
 
 def parsed(text: str) -> Thresholds:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors as e
+from app.tracing import note_error
 
 log = logging.getLogger("simscore.errors")
 RETRY_AFTER_S = "1"
@@ -100,6 +101,7 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: e.SimscoreError) -> JSONResponse:
         mapped = map_exception(exc)
         count_failure(request, mapped, exc)
+        note_error(exc)
         return error_response(request, mapped)
 
     @app.exception_handler(RequestValidationError)
@@ -110,6 +112,7 @@ def install(app: FastAPI) -> None:
             problems.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
         mapped = Mapped(422, "invalid request: " + "; ".join(problems), "invalid_input")
         count_failure(request, mapped)
+        note_error(exc)
         return error_response(request, mapped)
 
     @app.exception_handler(StarletteHTTPException)
@@ -117,4 +120,5 @@ def install(app: FastAPI) -> None:
         reason = "invalid_input" if 400 <= exc.status_code < 500 else None
         mapped = Mapped(exc.status_code, str(exc.detail), reason, exc.headers)
         count_failure(request, mapped)
+        note_error(exc)
         return error_response(request, mapped)

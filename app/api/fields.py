@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.api.forms import FileField, Form, TextField
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, InvalidViewingConditions
+from app.metrics.flip_viewing import resolve_ppd
 from app.pipeline import CompareOptions
 from app.verdicts import Thresholds, directions_text, parse_thresholds
 from app.vocabulary import (
@@ -69,7 +70,8 @@ MAP_KIND_TEXT = (
     "purple). 'lpips', 'lpips_vgg': the LPIPS spatial distance map of that score's network, "
     "upsampled to the compared size (fixed range [0, 1], values above 1 drawn as 1; 0 = "
     "identical, dark purple; needs the score to be available, see GET /scores). Viridis colour "
-    "map; see docs/dashboard.md."
+    "map, except 'flip': FLIP's per-pixel error (fixed range [0, 1]; 0 = identical, black) in "
+    "the reference tool's magma, at the viewing conditions given; see docs/dashboard.md."
 )
 _MAP_KIND_SCHEMA = {"type": "string", "enum": list(MAP_KINDS)}
 MAP_KIND = TextField(
@@ -88,6 +90,24 @@ KIND = TextField(
     component="MapKind",
     deprecated=True,
 )
+_NUMBER = {"type": "number", "exclusiveMinimum": 0}
+PPD = TextField(
+    "ppd",
+    "FLIP's viewing conditions given directly: pixels per degree of visual angle, 1 to 600 "
+    "(default 67.02: the reference tool's 0.7 m from a 0.7 m wide 3840-pixel monitor). Give "
+    "it or the viewing distance and monitor, not both. Only flip uses it.",
+    {**_NUMBER, "examples": [67.02]},
+)
+DISTANCE_M = TextField(
+    "distance_m", "FLIP: the observer's distance from the monitor in metres (default 0.7).", _NUMBER
+)
+MONITOR_WIDTH_M = TextField(
+    "monitor_width_m", "FLIP: the monitor's width in metres (default 0.7).", _NUMBER
+)
+MONITOR_WIDTH_PX = TextField(
+    "monitor_width_px", "FLIP: the monitor's width in pixels (default 3840).", _NUMBER
+)
+VIEWING = (PPD, DISTANCE_M, MONITOR_WIDTH_M, MONITOR_WIDTH_PX)
 INCLUDE_MAP = TextField(
     "include_map",
     "Also return the map_kind difference map as base64 PNG in map_png_base64.",
@@ -106,7 +126,27 @@ def compare_options(
     if thresholds is not None:
         scores |= {score for score in SCORE_NAMES if score in thresholds.scores}
     mask = form.optional_file("mask")
-    return CompareOptions(scores=scores, size_policy=policy, mask=mask, map_kind=map_kind)
+    ppd = viewing_ppd(form)
+    return CompareOptions(scores, policy, mask, map_kind, ppd)
+
+
+def viewing_ppd(form: Form) -> float:
+    """The pixels per degree FLIP runs at: ``ppd``, or the viewing distance and monitor (each
+    left out takes the reference tool's default). 422 naming the field for a value that is not
+    a number, not finite and above 0, ``ppd`` given with the others, or a ppd outside 1 to
+    600."""
+    values: dict[str, float] = {}
+    for spec in VIEWING:
+        text = (form.text(spec.name) or "").strip()
+        if not text:
+            continue
+        try:
+            values[spec.name] = float(text)
+        except ValueError:
+            raise InvalidViewingConditions(
+                spec.name, f"{spec.name} must be a number, got {text!r}"
+            ) from None
+    return resolve_ppd(**values)
 
 
 def verdict_thresholds(form: Form, default: Thresholds | None) -> Thresholds | None:

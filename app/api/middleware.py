@@ -1,10 +1,17 @@
-"""One pure-ASGI middleware: request id, security headers, access log line, HTTP metrics, and a
+"""One pure-ASGI middleware: request id, security headers, access log line (with the request's
+trace and span ids when it is traced), HTTP metrics, a 400 for an ambiguous body length, and a
 JSON 500 for anything unhandled.
 
 It is pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through it and a client that goes
 away is still seen by the route. An answer sent before the request's body was read (a 401, 413,
 429 or 503 decided from the headers) closes the connection, so the rest of the upload is never
 read.
+
+A request with both ``Content-Length`` and ``Transfer-Encoding`` is answered 400 before any
+route runs, and its connection closed (RFC 9112 section 6.1: a proxy in front may have framed
+its body by the other header, so what follows on the connection cannot be trusted). The other
+framing errors (conflicting ``Content-Length`` values, a ``Transfer-Encoding`` other than
+``chunked``) are refused by h11 itself, with 400 and a close (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import INTERNAL_DETAIL
 from app.observability import Metrics
+from app.tracing import current_ids, mark_error
 
 log = logging.getLogger("simscore.access")
 
@@ -30,6 +39,10 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
 )
 _QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
+AMBIGUOUS_LENGTH = (
+    "the request has both Content-Length and Transfer-Encoding, so its length is ambiguous "
+    "(RFC 9112 section 6.1): send one of them"
+)
 
 
 class RequestContextMiddleware:
@@ -75,13 +88,20 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
-        except Exception:
+            if "content-length" in headers and "transfer-encoding" in headers:
+                self.metrics.failures.labels(reason="invalid_input").inc()
+                await _send_json(
+                    send_wrapper, 400, {"detail": AMBIGUOUS_LENGTH, "request_id": request_id}
+                )
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:
             # A bug: log it with the request id, answer JSON (if we still can), keep serving.
             log.exception(
                 "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
             )
             self.metrics.failures.labels(reason="internal").inc()
+            mark_error(trace.get_current_span(), exc)
             if not response_started:
                 await _send_json(
                     send_wrapper, 500, {"detail": INTERNAL_DETAIL, "request_id": request_id}
@@ -98,8 +118,11 @@ class RequestContextMiddleware:
         self.metrics.request_duration.labels(endpoint=endpoint).observe(elapsed)
         if scope["path"].startswith(_QUIET_PATHS):
             return
-        line = {
-            "request_id": request_id,
+        line: dict[str, Any] = {"request_id": request_id}
+        ids = current_ids()  # the server span's, when the request is traced
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
+        line |= {
             "method": scope["method"],
             "path": scope["path"],
             "status": status,

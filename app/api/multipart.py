@@ -1,5 +1,6 @@
 """Reading a form (``app.api.forms``) as a stream: python-multipart callbacks keep the parts an
-endpoint declared, within their limits, as the body arrives chunk by chunk."""
+endpoint declared, within their limits, as the body arrives chunk by chunk. The reading is the
+request's ``read`` span (its bytes and files)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from app.api.forms import MAX_TEXT_BYTES, FileField, Form, FormLimits, FormSpec, Upload
+from app.api.tracing import tracing_of
 from app.errors import (
     ClientGone,
     DeadlineExceeded,
@@ -27,6 +29,22 @@ async def read_form(
     """Read and check the multipart body of an admitted request (see the module docstring).
     A body declared (or found, as it streams) larger than this form can take is refused before
     (or as soon as) it passes that bound."""
+    with tracing_of(request).span("read") as span:
+        form = await _read_form(request, spec, limits, admission)
+        uploads = [upload for files in form.files.values() for upload in files]
+        span.set_attributes(
+            {
+                "simscore.body.bytes": admission.held_bytes,
+                "simscore.body.files": len(uploads),
+                "simscore.body.file_bytes": sum(len(upload.data) for upload in uploads),
+            }
+        )
+        return form
+
+
+async def _read_form(
+    request: Request, spec: FormSpec, limits: FormLimits, admission: Admission
+) -> Form:
     bound = spec.max_body_bytes(limits)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > bound:

@@ -18,8 +18,9 @@ from app.vocabulary import SCORE_NAMES, TAP_NAMES
 
 class Scores(BaseModel):
     """Every score (GET /scores lists them). A request that names no scores gets the first five;
-    of those, one not asked for is null. The opt-in scores (lpips, lpips_vgg, dists) are present
-    only when asked for, so that answers to requests that name none are as they always were."""
+    of those, one not asked for is null. The opt-in scores (lpips, lpips_vgg, dists, flip,
+    ms_ssim) are present only when asked for, so that answers to requests that name none are as
+    they always were."""
 
     vgg: float | None = Field(
         None,
@@ -57,6 +58,22 @@ class Scores(BaseModel):
         None,
         description="DISTS (Ding et al., TPAMI 2020), as DISTS_pytorch.DISTS(). 0 for identical "
         "images; lower is more alike. Opt-in: absent unless asked for.",
+        exclude_if=lambda value: value is None,
+    )
+    flip: float | None = Field(
+        None,
+        description="LDR-FLIP (Andersson et al., HPG 2020), the mean of the per-pixel error as "
+        "flip-evaluator 1.7 computes it, at the request's viewing conditions (default 67.02 "
+        "pixels per degree). In [0, 1]; 0 for identical images; lower is more alike. Opt-in: "
+        "absent unless asked for.",
+        exclude_if=lambda value: value is None,
+    )
+    ms_ssim: float | None = Field(
+        None,
+        description="MS-SSIM (Wang, Simoncelli and Bovik, 2003) as pytorch_msssim 1.0.0 computes "
+        "it with data_range=1: five scales, weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333. 1 for "
+        "identical images; higher is more alike; both sides at least 161 px. Opt-in: absent "
+        "unless asked for.",
         exclude_if=lambda value: value is None,
     )
 

@@ -14,9 +14,15 @@ from app.service import Admission
 T = TypeVar("T")
 
 
+# How long a cancelled request's work may take to unwind before its answer goes anyway (it
+# awaits nothing that blocks: its decodes and pairs are cancelled, not waited for).
+UNWIND_S = 1.0
+
+
 async def until_done(request: Request, work: Awaitable[T], admitted: Admission) -> T:
-    """Await ``work`` unless the client goes away or the deadline passes; then cancel it (its
-    queued pairs are dropped and its decodes not yet started never run)."""
+    """Await ``work`` unless the client goes away or the deadline passes; then cancel it, and
+    answer once it has unwound: its queued pairs are dropped and its decodes not yet started
+    never run (a decode already running finishes; screening bounds its cost)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
@@ -28,6 +34,7 @@ async def until_done(request: Request, work: Awaitable[T], admitted: Admission) 
     if task in done:
         return task.result()
     task.cancel()
+    await asyncio.wait({task}, timeout=UNWIND_S)
     if watcher in done:
         raise ClientGone("the client closed the connection")
     timeout_s = admitted.pipeline.settings.request_timeout_s

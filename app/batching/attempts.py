@@ -4,7 +4,8 @@ A failure fails only its own batch. A resource-exhausted failure (out of memory)
 outside the ``except`` block, once the failed attempt and its traceback are gone (so their memory
 can be released), by splitting the batch in halves down to single jobs. ``unhealthy_after``
 consecutive other failures make the runner unhealthy (a device in a sticky error state fails
-every batch) until a batch succeeds.
+every batch) until a batch succeeds. A ``BatchTracer`` hears of each run: the batch, then each
+half retried after running out of memory (``split_of`` the run that failed).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic
 
-from app.batching.jobs import BatchObserver, In, Job, Launcher, Out, Outcome, fail
+from app.batching.jobs import BatchObserver, BatchTracer, In, Job, Launcher, Out, Outcome, fail
 from app.errors import DeadlineExceeded
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Started(Generic[In, Out]):
     began: float
     collect: Callable[[], Sequence[Out]] | BaseException
     taken: int  # jobs taken from the queue for it
+    traced: object = None  # the BatchTracer's handle for this run, until it is told the end
 
     @property
     def failed(self) -> bool:
@@ -49,6 +51,7 @@ class BatchRunner(Generic[In, Out]):
         exhausted_error: Callable[[], Exception],
         unhealthy_after: int,
         observer: BatchObserver | None,
+        tracer: BatchTracer[In] | None = None,
     ) -> None:
         self._launch = launch
         self._is_exhausted = is_resource_exhausted
@@ -56,6 +59,7 @@ class BatchRunner(Generic[In, Out]):
         self._exhausted_error = exhausted_error
         self._unhealthy_after = unhealthy_after
         self._observer = observer
+        self._tracer = tracer
         self._failures_in_a_row = 0
         self._last_done = 0.0  # time.monotonic() when the last batch was finished
 
@@ -93,36 +97,68 @@ class BatchRunner(Generic[In, Out]):
             self._complete(started)
         except BaseException as exc:  # never let the worker die
             log.exception("batcher: unexpected failure in a batch")
+            self._traced_end(started, exc)
             for job in jobs:
                 fail(job.future, exc)
         finally:
             self._last_done = time.monotonic()
 
     def _launched(
-        self, jobs: list[Job[In, Out]], *, dequeued: float, taken: int = 0
+        self,
+        jobs: list[Job[In, Out]],
+        *,
+        dequeued: float,
+        taken: int = 0,
+        split_of: object = None,
     ) -> Started[In, Out]:
         began = time.monotonic()
         collect: Callable[[], Sequence[Out]] | BaseException = list
+        traced = None
         if jobs:
+            traced = self._traced_start(jobs, split_of)
             try:
                 collect = self._launch([job.item for job in jobs])
             except BaseException as exc:  # even a non-Exception must not kill the worker
                 collect = self._failure(exc, jobs)
-        return Started(jobs, dequeued, began, collect, taken)
+        return Started(jobs, dequeued, began, collect, taken, traced)
 
     def _complete(self, started: Started[In, Out]) -> None:
-        retries: list[list[Job[In, Out]]] = []
+        retries: list[tuple[list[Job[In, Out]], object]] = []  # a half, and the run it split
         current: Started[In, Out] | None = started
         while current is not None:
             jobs, dequeued = current.jobs, current.dequeued
             results = self._collect(current)  # drops what collects, and so the batch's tensors
+            failed = results if isinstance(results, BaseException) else None
+            split_of = self._traced_end(current, failed)
             if isinstance(results, BaseException):
-                retries[:0] = self._recover(jobs, results)
+                retries[:0] = [(half, split_of) for half in self._recover(jobs, results)]
             else:
                 self._deliver(current, results)
             current = None
             if retries:
-                current = self._launched(retries.pop(0), dequeued=dequeued)
+                half, split_of = retries.pop(0)
+                current = self._launched(half, dequeued=dequeued, split_of=split_of)
+
+    def _traced_start(self, jobs: list[Job[In, Out]], split_of: object) -> object:
+        """The tracer's handle for a run of ``jobs`` (None without a tracer, or if it failed)."""
+        if self._tracer is None:
+            return None
+        try:
+            items, contexts = [job.item for job in jobs], [job.context for job in jobs]
+            return self._tracer.batch_started(items, contexts, split_of=split_of)
+        except Exception:  # tracing must never fail a batch
+            log.exception("batcher: the batch tracer failed at a batch's start")
+            return None
+
+    def _traced_end(self, started: Started[In, Out], error: BaseException | None) -> object:
+        """Tell the tracer a run ended (once); its handle, for the halves of a failed run."""
+        traced, started.traced = started.traced, None
+        if self._tracer is not None and traced is not None:
+            try:
+                self._tracer.batch_ended(traced, error)
+            except Exception:  # tracing must never fail a batch
+                log.exception("batcher: the batch tracer failed at a batch's end")
+        return traced
 
     def _collect(self, started: Started[In, Out]) -> Sequence[Out] | BaseException:
         """The batch's results, or its exception with the traceback's frames cleared."""

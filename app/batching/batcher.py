@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic
 
 from app.batching.attempts import BatchRunner, Started
-from app.batching.jobs import BatchObserver, In, Job, Launcher, Out, Outcome, T, fail
+from app.batching.jobs import BatchObserver, BatchTracer, In, Job, Launcher, Out, Outcome, T, fail
 from app.batching.queue import WorkQueue
 from app.errors import NotReady
 
@@ -35,13 +35,22 @@ class Batcher(Generic[In, Out]):
         unhealthy_after: int = 3,
         observer: BatchObserver | None = None,
         launcher: Launcher[In, Out] | None = None,
+        cost: Callable[[In], int] = lambda item: 1,
+        max_batch_cost: int | None = None,
         name: str = "simscore-batcher",
+        tracer: BatchTracer[In] | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0 or unhealthy_after < 1:
             raise ValueError("max_batch_size, queue_size and unhealthy_after >= 1, max_wait_s >= 0")
+        if max_batch_cost is not None and max_batch_cost < 1:
+            raise ValueError("max_batch_cost >= 1 (or None: no cost budget)")
         self._group_key = group_key
+        self._cost = cost
         self._queue: WorkQueue[In, Out] = WorkQueue(
-            max_batch_size=max_batch_size, max_wait_s=max_wait_s, queue_size=queue_size
+            max_batch_size=max_batch_size,
+            max_wait_s=max_wait_s,
+            queue_size=queue_size,
+            max_batch_cost=max_batch_cost,
         )
         self._runner: BatchRunner[In, Out] = BatchRunner(
             launcher or _at_once(handler),
@@ -50,6 +59,7 @@ class Batcher(Generic[In, Out]):
             exhausted_error=exhausted_error,
             unhealthy_after=unhealthy_after,
             observer=observer,
+            tracer=tracer,
         )
         self._overlap = launcher is not None
         self._observer = observer
@@ -96,10 +106,17 @@ class Batcher(Generic[In, Out]):
         return await outcome
 
     def submit_many(
-        self, items: Sequence[In], *, deadline: float
+        self, items: Sequence[In], *, deadline: float, contexts: Sequence[object] | None = None
     ) -> list[asyncio.Future[Outcome[Out]]]:
-        """Queue items together (all or none) and return one awaitable per item."""
-        jobs = [Job[In, Out](item, self._group_key(item), deadline) for item in items]
+        """Queue items together (all or none) and return one awaitable per item; ``contexts``
+        (one per item) go with them to the ``BatchTracer``."""
+        if contexts is not None and len(contexts) != len(items):
+            raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
+        attached = contexts if contexts is not None else [None] * len(items)
+        jobs = [
+            Job[In, Out](item, self._group_key(item), deadline, self._cost(item), context=context)
+            for item, context in zip(items, attached, strict=True)
+        ]
         self._queue.put(jobs)
         self._report_depth()
         return [asyncio.wrap_future(job.future) for job in jobs]

@@ -11,9 +11,10 @@
   image is box-reduced by an integer factor while still 8-bit, so a large upload never becomes a
   large float tensor. The final, exact resize is the caller's (``app.imaging.prepare``).
 * EXIF orientation is applied; every size is the size after it.
-* Colour: grayscale (``1``, ``L``) is replicated to three channels. 16-bit grayscale (``I;16*``,
-  and ``I``) is divided by 65535, its true range; 32-bit float (``F``) is taken as already in
-  [0, 1] and clipped. Palette, CMYK, YCbCr, LAB and HSV are converted by Pillow. Pillow opens
+* Colour: one rule per pixel mode (``app.imaging.modes``; other modes are refused with 415):
+  grayscale (``1``, ``L``) is replicated to three channels. 16-bit grayscale (``I;16*``, and
+  ``I``) is divided by 65535, its true range; 32-bit float (``F``) is taken as already in [0, 1]
+  and clipped. Palette, CMYK, YCbCr, LAB and HSV are converted by Pillow. Pillow opens
   16-bit-per-channel RGB/RGBA as 8-bit, so those are scored at 8-bit precision.
 * Transparency is composited over WHITE: a fully transparent pixel scores as (1, 1, 1).
 """
@@ -33,14 +34,13 @@ import torch
 from PIL import Image, ImageFile
 
 from app.budgets import Budget
-from app.errors import ImageTooLarge, NotAnImage, UnsupportedImageFormat
+from app.errors import ImageTooLarge, NotAnImage
 from app.imaging.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT, screen
+from app.imaging.modes import WIDE_GREY, eight_bit
 
 Size = tuple[int, int]  # (width, height)
 Sizing = Callable[[Size], Size]  # oriented size as uploaded -> the size it will be scored at
 
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
-_EIGHT_BIT_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -95,7 +95,7 @@ def decode_image(
         if (late := orientation_of(image)) != orientation:  # a PNG's eXIf after its pixels
             orientation = late
             size, wanted = _plan(stored, orientation, sizing)
-        reduced = _reduce(image, wanted)
+        reduced = _reduce(image, wanted, what)
         reduced = upright(reduced, orientation)
         return Decoded(_to_tensor(reduced, what), size)
 
@@ -188,22 +188,18 @@ def orientation_of(image: Image.Image) -> int:
     return 1
 
 
-def _reduce(image: Image.Image, wanted: Size) -> Image.Image:
+def _reduce(image: Image.Image, wanted: Size, what: str) -> Image.Image:
     """Box-reduce by the largest integer factors that keep at least ``wanted`` (in 8 bits, or
     in 32-bit integers or floats for 16-bit and float images)."""
     factors = (max(1, image.width // wanted[0]), max(1, image.height // wanted[1]))
     if factors == (1, 1):
         return image
-    if image.mode in ("I", "F") or image.mode in _SIXTEEN_BIT_MODES:
+    if image.mode in WIDE_GREY or image.mode == "F":
         if isinstance(image.info.get("transparency"), int):
             return image  # a transparent grey level: kept exact for _to_tensor
         wide = image if image.mode in ("I", "F") else image.convert("I")
         return wide.reduce(factors)
-    if image.mode not in _EIGHT_BIT_MODES:
-        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
-    elif image.mode in ("L", "RGB") and image.has_transparency_data:  # a transparent colour
-        image = image.convert("RGBA")
-    return image.reduce(factors)
+    return eight_bit(image, what).reduce(factors)
 
 
 def _too_large_from_pillow(exc: Exception, max_pixels: int, what: str) -> ImageTooLarge:
@@ -218,7 +214,7 @@ def _too_large_from_pillow(exc: Exception, max_pixels: int, what: str) -> ImageT
 def _to_tensor(image: Image.Image, what: str) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1] from a loaded image of any supported mode."""
     mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES:
+    if mode in WIDE_GREY:
         values = np.asarray(image)
         gray = torch.from_numpy(values.astype(np.float32)).div_(65535.0).clamp_(0.0, 1.0)
         transparent = image.info.get("transparency")
@@ -227,19 +223,14 @@ def _to_tensor(image: Image.Image, what: str) -> torch.Tensor:
         return _replicate(gray)
     if mode == "F":
         return _replicate(torch.from_numpy(np.array(image, dtype=np.float32)).clamp_(0.0, 1.0))
-    try:
-        if image.has_transparency_data:
-            rgba = _from_uint8(image if mode == "RGBA" else image.convert("RGBA"))
-            # Over white: rgb * a + 1 * (1 - a) == (rgb - 1) * a + 1.
-            return rgba[:3].sub_(1.0).mul_(rgba[3:]).add_(1.0)
-        if mode in ("L", "1"):
-            return _replicate(_from_uint8(image if mode == "L" else image.convert("L"))[0])
-        return _from_uint8(image if mode == "RGB" else image.convert("RGB"))
-    except ValueError as exc:  # a mode Pillow cannot convert
-        raise UnsupportedImageFormat(
-            f"the {what} uses the pixel mode {mode!r}, which cannot be converted to RGB; "
-            f"save it as 8-bit RGB {SUPPORTED_TEXT}"
-        ) from exc
+    image = eight_bit(image, what)
+    if image.mode in ("LA", "RGBA"):
+        rgba = _from_uint8(image if image.mode == "RGBA" else image.convert("RGBA"))
+        # Over white: rgb * a + 1 * (1 - a) == (rgb - 1) * a + 1.
+        return rgba[:3].sub_(1.0).mul_(rgba[3:]).add_(1.0)
+    if image.mode == "L":
+        return _replicate(_from_uint8(image)[0])
+    return _from_uint8(image)
 
 
 def _from_uint8(image: Image.Image) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """Pure metric functions on batched tensors: one score per pair, no I/O, no web code."""
 
 from app.metrics.dists import dists
+from app.metrics.flip import flip, flip_against, flip_map, mean_error
 from app.metrics.gram import gram_matrices, gram_matrix, style_distance
 from app.metrics.lpips import lpips, lpips_map
 from app.metrics.masks import composite, coverage, tap_weights, window_centres
+from app.metrics.ms_ssim import ms_ssim, scale_centres
 from app.metrics.mse import mse, psnr
 from app.metrics.perceptual import VGG_TAP_WEIGHTS, vgg_distance
 from app.metrics.ssim import gaussian_window, reference_moments, ssim, ssim_map
@@ -13,14 +15,20 @@ __all__ = [
     "composite",
     "coverage",
     "dists",
+    "flip",
+    "flip_against",
+    "flip_map",
     "gaussian_window",
     "gram_matrices",
     "gram_matrix",
     "lpips",
     "lpips_map",
+    "mean_error",
+    "ms_ssim",
     "mse",
     "psnr",
     "reference_moments",
+    "scale_centres",
     "ssim",
     "ssim_map",
     "style_distance",

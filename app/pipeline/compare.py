@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from app.budgets import Budget
 from app.config import Settings
 from app.errors import DeviceFailed
+from app.imaging import PreparedImage
 from app.pipeline.decode import Decoder
 from app.pipeline.maps import map_png, scored_map_png
 from app.pipeline.observer import PipelineObserver
@@ -27,6 +28,7 @@ from app.pipeline.stages import Decode, Queue
 from app.pipeline.types import CompareOptions, Comparison
 from app.scoring import Catalog, ModelInfo, Scorer
 from app.scoring.device import MemoryStats
+from app.tracing import Tracing
 from app.vocabulary import MAP_SCORES, MapKind
 
 
@@ -41,12 +43,14 @@ class ComparePipeline:
         queue: Queue,
         model: ModelInfo,
         catalog: Catalog | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.decoder = decoder
         self.queue = queue
         self.model = model
         self.catalog = catalog if catalog is not None else Catalog()
+        self.tracing = tracing or Tracing()
 
     @classmethod
     def build(
@@ -56,11 +60,13 @@ class ComparePipeline:
         model: ModelInfo,
         observer: PipelineObserver | None = None,
         on_device_failure: Callable[[DeviceFailed], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> ComparePipeline:
         """The pipeline with its real stages: a ``Decoder`` and a ``ScoringQueue``
         (``on_device_failure``: see ``ScoringQueue``)."""
-        queue = ScoringQueue(settings, scorer, observer, on_device_failure)
-        return cls(settings, Decoder(settings), queue, model, scorer.catalog)
+        decoder = Decoder(settings, tracing)
+        queue = ScoringQueue(settings, scorer, observer, on_device_failure, tracing)
+        return cls(settings, decoder, queue, model, scorer.catalog, tracing)
 
     def start(self) -> None:
         self.queue.start()
@@ -112,7 +118,9 @@ class ComparePipeline:
         self.catalog.check(options.needs)
         budget = budget or self.pixel_budget()
         async with self.decoder.decode(reference, candidates, options, budget) as decoded:
-            pairs = await self.decoder.run(prepare_pairs, decoded, options.scores, options.map_kind)
+            pairs = await self.decoder.run(
+                budget, prepare_pairs, decoded, options.scores, options.map_kind, options.ppd
+            )
             good = [(i, p) for i, p in enumerate(pairs) if not isinstance(p, BaseException)]
             waits = self.queue.submit_many([p for _, p in good], deadline=deadline)
             outcomes = dict(
@@ -148,36 +156,54 @@ class ComparePipeline:
         would. A kind drawn by a score's network goes through the queue (the pair is scored for
         that score alone) within ``deadline`` (default: ``SIMSCORE_REQUEST_TIMEOUT_S`` from
         now)."""
+        budget = budget or self.pixel_budget()
         drawn = MAP_SCORES.get(kind)
         if drawn is not None:
-            scored = CompareOptions(frozenset({drawn}), options.size_policy, options.mask, kind)
+            scored = CompareOptions(
+                frozenset({drawn}), options.size_policy, options.mask, kind, options.ppd
+            )
             if deadline is None:
                 deadline = time.monotonic() + self.settings.request_timeout_s
             comparison = await self.compare(
                 reference, candidate, scored, deadline=deadline, budget=budget
             )
-            return await self.render_map(comparison, kind)
-        budget = budget or self.pixel_budget()
+            return await self.render_map(comparison, kind, lane=budget)
         async with self.decoder.decode(reference, [candidate], options, budget) as decoded:
             (item,) = decoded.candidates
             if isinstance(item, BaseException):
                 raise item
+            with self.tracing.span("map", _map_attributes(kind, item)):
+                return await self.decoder.run(
+                    budget, map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+                )
+
+    async def render_map(
+        self, comparison: Comparison, kind: MapKind, *, lane: Hashable | None = None
+    ) -> bytes:
+        """The heat map PNG of a scored comparison, drawn on the decode threads (in the request's
+        ``lane``: its pixel budget); a kind drawn by a score's network from the map that came
+        back with the scores."""
+        lane = lane if lane is not None else object()
+        with self.tracing.span("map", _map_attributes(kind, comparison.candidate)):
+            if kind in MAP_SCORES:
+                values = comparison.scores.map
+                if values is None:
+                    raise ValueError(f"the {kind} map was not asked of the scorer")
+                return await self.decoder.run(lane, scored_map_png, values, kind)
             return await self.decoder.run(
-                map_png, decoded.reference.tensor, item.tensor, kind, decoded.mask
+                lane,
+                map_png,
+                comparison.reference.tensor,
+                comparison.candidate.tensor,
+                kind,
+                comparison.mask,
             )
 
-    async def render_map(self, comparison: Comparison, kind: MapKind) -> bytes:
-        """The heat map PNG of a scored comparison, drawn on the decode threads (a kind drawn
-        by a score's network from the map that came back with the scores)."""
-        if kind in MAP_SCORES:
-            values = comparison.scores.map
-            if values is None:
-                raise ValueError(f"the {kind} map was not asked of the scorer")
-            return await self.decoder.run(scored_map_png, values, kind)
-        return await self.decoder.run(
-            map_png,
-            comparison.reference.tensor,
-            comparison.candidate.tensor,
-            kind,
-            comparison.mask,
-        )
+
+def _map_attributes(kind: MapKind, image: PreparedImage) -> dict[str, str | int]:
+    """A ``map`` span's attributes: the kind, and the size it is drawn at."""
+    return {
+        "simscore.map_kind": kind,
+        "simscore.image.width": image.width,
+        "simscore.image.height": image.height,
+    }

@@ -1,12 +1,14 @@
 """Maps, the PNG side of the respond stage: the heat map of a pair as it was scored. Pixel maps
-(ssim, abs) are drawn from the pair's pixels; a network's map (lpips, lpips_vgg) comes back from
-the scorer with the pair's scores and is only coloured here."""
+(ssim, abs) are drawn from the pair's pixels; a map a score draws (lpips, lpips_vgg from their
+networks, flip's error map) comes back from the scorer with the pair's scores and is only
+coloured here."""
 
 from __future__ import annotations
 
 import torch
 
 from app.difference_map import colorize, difference_map_png, encode_png
+from app.flip_map import flip_map_png
 from app.metrics import masks
 from app.vocabulary import MAP_RANGES, MapKind
 
@@ -22,5 +24,8 @@ def map_png(
 
 def scored_map_png(values: torch.Tensor, kind: MapKind) -> bytes:
     """The PNG of a map the scorer computed, ``(H, W)``, over ``kind``'s fixed colour range
-    (values outside it are clipped)."""
+    (values outside it are clipped): FLIP's error map in the reference tool's magma
+    (``app.flip_map``), a network's map in viridis."""
+    if kind == "flip":
+        return flip_map_png(values)
     return encode_png(colorize(values, *MAP_RANGES[kind]))

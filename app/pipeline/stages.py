@@ -23,7 +23,7 @@ are what the pipeline knows of its stages; tests put stand-ins in their place.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
@@ -52,8 +52,9 @@ class Decode(Protocol):
         budget: Budget,
     ) -> AbstractAsyncContextManager[DecodedRequest]: ...
 
-    def run(self, fn: Callable[..., R], *args: object) -> Awaitable[R]:
-        """Pixel work (prepare, maps) on the decode threads: the event loop never does it."""
+    def run(self, lane: Hashable, fn: Callable[..., R], *args: object) -> Awaitable[R]:
+        """Pixel work (prepare, maps) on the decode threads, in the request's turn (``lane``):
+        the event loop never does it."""
         ...
 
     def close(self) -> None: ...

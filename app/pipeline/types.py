@@ -10,6 +10,7 @@ import torch
 from app.batching import Outcome
 from app.config import Settings
 from app.imaging import PreparedImage
+from app.metrics.flip_viewing import DEFAULT_PPD
 from app.metrics.masks import coverage
 from app.scoring import PairScores
 from app.vocabulary import DEFAULT_SCORES, MAP_SCORES, MapKind, ScoreName, SizePolicy
@@ -27,6 +28,7 @@ class CompareOptions:
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
     mask: bytes | None = None  # the region of interest's upload (README: Scores)
     map_kind: MapKind | None = None
+    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.metrics.flip_viewing)
 
     @property
     def needs(self) -> frozenset[ScoreName]:

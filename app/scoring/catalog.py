@@ -1,15 +1,16 @@
 """Every score this service knows, and what this server can compute of them.
 
-A score is either computed from the pixels (ssim, mse, psnr: no network) or from the taps of a
-network of the model registry (``app.models.registry``): vgg and style from VGG19, lpips from
-AlexNet, lpips_vgg and dists from VGG16. Per score: its backbone, its direction, the smallest
-side it accepts, whether a request gets it by default, and, on this server, whether it is
-available (its backbone's weights were found at start-up) and if not, why.
+A score is either computed from the pixels (ssim, mse, psnr, flip, ms_ssim: no network; ms_ssim
+needs 161 px) or from the taps of a network of the model registry (``app.models.registry``):
+vgg and style from VGG19, lpips from AlexNet, lpips_vgg and dists from VGG16. Per score: its
+backbone, its direction, the smallest side it accepts, whether a request gets it by default,
+and, on this server, whether it is available (its backbone's weights were found at start-up)
+and if not, why.
 
 ``Catalog.check`` refuses a request for an unavailable score before anything is decoded
 (``ScoreUnavailable``, 422, naming the setting and the fetch command); ``check_sides`` refuses
-a compared image smaller than a requested score's minimum (``ImageTooSmall``, 422, naming the
-score, its minimum and the image's size), only for the scores asked for.
+a compared image smaller than a requested score's minimum (``ImageTooSmallForScore``, 422,
+naming the score, its minimum and the image's size), only for the scores asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from app.errors import ImageTooSmall, ScoreUnavailable
+from app.errors import ImageTooSmallForScore, ScoreUnavailable
+from app.metrics.ms_ssim import MIN_SIDE as MS_SSIM_MIN_SIDE
 from app.models import registry
 from app.models.spec import Direction
 from app.vocabulary import (
@@ -34,7 +36,10 @@ from app.vocabulary import (
 _SIDE_REASONS: Mapping[str, str] = {
     "lpips": "AlexNet's 11x11 stride-4 convolution and two 3x3 stride-2 max pools come before "
     "relu5",
+    "ms_ssim": "its 11 px window must fit after four halvings",
 }
+# The pixel scores with a floor of their own (the networks' come from the model registry).
+_PIXEL_MIN_SIDES: Mapping[str, int] = {"ms_ssim": MS_SSIM_MIN_SIDE}
 _GENERAL_REASON = "VGG19 to relu5_1 pools four times and SSIM needs an 11 px window"
 
 
@@ -68,7 +73,8 @@ def min_side(score: str) -> int:
     """The smallest side a score accepts: simscore's general floor (``MIN_SIDE``, 16 px) or its
     network's, whichever is larger."""
     found = backbone_of(score)
-    return MIN_SIDE if found is None else max(MIN_SIDE, registry.min_side(score))
+    own = _PIXEL_MIN_SIDES.get(score, MIN_SIDE) if found is None else registry.min_side(score)
+    return max(MIN_SIDE, own)
 
 
 def map_score(kind: MapKind) -> ScoreName | None:
@@ -77,15 +83,18 @@ def map_score(kind: MapKind) -> ScoreName | None:
 
 
 def check_sides(scores: Iterable[str], width: int, height: int) -> None:
-    """Refuse (``ImageTooSmall``, 422) a compared image under the minimum of a score asked for,
-    naming the score, its minimum and the image's size. Only the scores asked for count."""
+    """Refuse (``ImageTooSmallForScore``, 422) a compared image under the minimum of a score
+    asked for, naming the score, its minimum and the image's size. Only the scores asked for
+    count."""
     for score in sorted(scores, key=lambda name: (-min_side(name), name)):
         needed = min_side(score)
         if min(width, height) < needed:
             why = _SIDE_REASONS.get(score, _GENERAL_REASON)
-            raise ImageTooSmall(
+            raise ImageTooSmallForScore(
                 f"{score} needs both sides of at least {needed} px ({why}); the compared image "
-                f"is {width}x{height} px: send a larger image or leave {score} out of 'scores'"
+                f"is {width}x{height} px: send a larger image or leave {score} out of 'scores'",
+                score=score,
+                minimum_px=needed,
             )
 
 

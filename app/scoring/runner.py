@@ -188,19 +188,24 @@ class ModelRunner:
                 images = images.clone(memory_format=layout)
             return compiled(batch_dynamic(images))
 
-    def warm_up(self, shapes: Iterable[Shape], batch_size: int) -> None:
-        """Run each shape through each network (a shape under a network's smallest side
-        skips it) at ``2 * batch_size`` rows (uncached references plus candidates) so the
-        allocator and oneDNN/cuDNN settle. With compilation on, or on CUDA (where cuDNN picks
-        algorithms per input shape), run every row count a batch can bring, from
-        ``2 * batch_size`` down to 1."""
+    def warm_up(
+        self, shapes: Iterable[Shape], batch_size: int, max_pixels: int | None = None
+    ) -> None:
+        """Run each shape through each network (a shape under a network's smallest side skips
+        it) at ``2 * batch_size`` rows (uncached references plus candidates) so the allocator
+        and oneDNN/cuDNN settle; fewer where ``max_pixels`` (the activation budget) admits fewer
+        pairs of the shape. With compilation on, or on CUDA (where cuDNN picks algorithms per
+        input shape), run every row count a batch can bring, from the largest down to 1."""
         shapes = list(dict.fromkeys(shapes))
-        rows = 2 * batch_size
         if self._compiled:
-            allow_graphs(len(shapes) * rows)
+            allow_graphs(len(shapes) * 2 * batch_size)
         generator = torch.Generator().manual_seed(0)
         with torch.inference_mode():
             for height, width in shapes:
+                pairs = batch_size
+                if max_pixels is not None:
+                    pairs = max(1, min(batch_size, max_pixels // (2 * height * width)))
+                rows = 2 * pairs
                 images = torch.rand(rows, 3, height, width, generator=generator, device="cpu")
                 images = images.to(self.device)
                 for network in self.networks:

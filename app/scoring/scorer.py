@@ -31,6 +31,7 @@ from app.metrics import (
 from app.models import registry
 from app.scoring.catalog import Catalog
 from app.scoring.device import fp32_math
+from app.scoring.image_scores import score_flip, score_ms_ssim
 from app.scoring.network_scores import NETWORK_SCORES, Head, NetworkScores, load_heads
 from app.scoring.references import BatchReferences, ReferenceCache
 from app.scoring.regions import Regions
@@ -127,6 +128,8 @@ class Scorer:
             if rows := sheet.rows_wanting(FEATURE_SCORES):
                 self._feature_scores(sheet, refs, images, rows, regions)
             self.network_scores.score(sheet, refs, images, regions)
+            score_flip(sheet, list(pairs), refs, (x, y), regions, self.timings)
+            score_ms_ssim(sheet, (x, y), regions, self.timings)
             refs.store()
             cached = [refs.from_cache(row) for row in range(len(pairs))]
             return sheet.read_back(self.runner.download, cached)

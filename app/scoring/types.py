@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from app.metrics.flip_viewing import DEFAULT_PPD
 from app.vocabulary import (
     ALL_SCORES,
     DEFAULT_SCORES,
@@ -33,6 +34,7 @@ class PairRequest:
     reference_key: str | None = None  # see app.scoring.references.reference_key
     mask: torch.Tensor | None = None
     map_kind: MapKind | None = None
+    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.metrics.flip_viewing)
 
     def __post_init__(self) -> None:
         if self.reference.shape != self.candidate.shape or self.reference.dim() != 3:
@@ -74,6 +76,8 @@ class PairScores:
     lpips: float | None = None
     lpips_vgg: float | None = None
     dists: float | None = None
+    flip: float | None = None
+    ms_ssim: float | None = None
     vgg_layers: dict[str, float] | None = None
     style_layers: dict[str, float] | None = None
     reference_cached: bool = False
@@ -94,6 +98,8 @@ IDENTICAL: dict[ScoreName, float] = {
     "lpips": 0.0,
     "lpips_vgg": 0.0,
     "dists": 0.0,
+    "flip": 0.0,
+    "ms_ssim": 1.0,
 }
 
 

@@ -14,6 +14,8 @@ const MEANINGS = {
   lpips: "LPIPS with AlexNet",
   lpips_vgg: "LPIPS with VGG16",
   dists: "DISTS, structure and texture",
+  flip: "FLIP, NVIDIA's difference evaluator",
+  ms_ssim: "multi-scale SSIM (161 px and up)",
 };
 
 /** The answer's entries, or null when the server did not answer (401 without a key, ...). */

@@ -2,9 +2,11 @@
 
 // The wire vocabulary (simscore_client/vocabulary.py): every score, and the default ones.
 export const DEFAULT_SCORES = ["vgg", "style", "ssim", "mse", "psnr"];
-export const SCORE_NAMES = [...DEFAULT_SCORES, "lpips", "lpips_vgg", "dists"];
+export const SCORE_NAMES = [...DEFAULT_SCORES, "lpips", "lpips_vgg", "dists", "flip", "ms_ssim"];
 // Which way is "less alike": larger distances, smaller ssim and psnr (GET /scores: direction).
-export const LOWER_IS_MORE_ALIKE = new Set(["vgg", "style", "mse", "lpips", "lpips_vgg", "dists"]);
+export const LOWER_IS_MORE_ALIKE = new Set([
+  "vgg", "style", "mse", "lpips", "lpips_vgg", "dists", "flip",
+]);
 
 /**
  * The score columns of a table or a CSV of these answers, as `score_columns` in the vocabulary

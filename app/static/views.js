@@ -7,6 +7,7 @@ const LEGENDS = {
   abs: ["0: identical", "1: different"],
   lpips: ["0: identical", "1 and over: different"],
   lpips_vgg: ["0: identical", "1 and over: different"],
+  flip: ["0: identical", "1: different"],
 };
 const ALTS = {
   ssim: "Local SSIM heat map over the candidate: yellow where the images look alike, dark " +
@@ -17,6 +18,8 @@ const ALTS = {
     "sees no difference, yellow where it sees the most.",
   lpips_vgg: "LPIPS (VGG16) distance map over the candidate: dark purple where the network " +
     "sees no difference, yellow where it sees the most.",
+  flip: "FLIP error map over the candidate (magma): black where an observer sees no " +
+    "difference, pale yellow where the difference is largest.",
 };
 const AUTO_ZOOM_WIDTH_PX = 480; // "auto" zooms small images up to about this width
 
@@ -26,7 +29,7 @@ function autoZoom(width) {
 
 /**
  * The viewer in `root`. `loadMap(pair, kind)` resolves to an image URL for the heat map of
- * `kind` ("ssim", "abs", "lpips", "lpips_vgg"); the viewer asks once per pair and kind.
+ * `kind` ("ssim", "abs", "lpips", "lpips_vgg", "flip"); the viewer asks once per pair and kind.
  */
 export function createViewer(root, loadMap) {
   const controls = {

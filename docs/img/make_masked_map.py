@@ -22,7 +22,7 @@ SIDE = 256
 
 def images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reference, the candidate (a clock drawn, a patch blurred) and the mask."""
-    from tests.support.images import photo
+    from devtools.images import photo
 
     reference = photo("astronaut", SIDE)
     candidate = Image.fromarray(reference.copy())
@@ -38,10 +38,10 @@ def images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.support.http import pair_files
-    from tests.support.images import encode
-    from tests.support.servers import running_client
-    from tests.support.settings import settings_for, write_seeded_weights
+    from devtools.http import pair_files
+    from devtools.images import encode
+    from devtools.servers import running_client
+    from devtools.settings import settings_for, write_seeded_weights
 
     reference, candidate, mask = images()
     weights = write_seeded_weights(Path(tempfile.mkdtemp()) / "vgg19.pth")

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.support.images import photo_png
-from tests.support.servers import running_client
-from tests.support.settings import settings_for
+from devtools.images import photo_png
+from devtools.servers import running_client
+from devtools.settings import settings_for
 
 KEYS = ("key-one-0123456789", "key-two-9876543210")
 ORIGIN = "https://dashboard.example.com"

@@ -13,13 +13,13 @@ from PIL import Image
 
 from app.config import Settings
 from app.scoring import PairRequest, PairScores
-from tests.support import attacks
+from devtools import attacks
+from devtools.http import metric_value
+from devtools.http import pair_files as files
+from devtools.images import encode, photo
+from devtools.servers import queue_of, running, service_of
 from tests.support.asgi import raw
-from tests.support.http import metric_value
-from tests.support.http import pair_files as files
-from tests.support.images import encode, photo
 from tests.support.models import ScoreFn, intercept_scoring
-from tests.support.servers import queue_of, running, service_of
 
 GOOD = encode(photo("astronaut", 64))
 OTHER = encode(photo("coffee", 64))
@@ -339,6 +339,7 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
             return score
 
         intercept_scoring(queue_of(app).scorer, scarce)
+        max_batch_pixels = queue_of(app).max_batch_pixels
         responses = await asyncio.gather(
             client.post("/compare", files=files(GOOD, OTHER)),
             client.post("/compare", files=files(OTHER, GOOD)),
@@ -346,7 +347,9 @@ async def test_out_of_memory_splits_then_fails_only_the_pair_that_does_not_fit(
         )
         metrics = (await client.get("/metrics")).text
     assert [r.status_code for r in responses] == [200, 200, 413]
-    assert "out of memory" in responses[2].json()["detail"]
+    detail = responses[2].json()["detail"]
+    assert "out of memory" in detail
+    assert f"SIMSCORE_MAX_BATCH_PIXELS={max_batch_pixels}" in detail
     assert 'simscore_request_failures_total{reason="oom"} 1.0' in metrics
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.support.http import pair_files
-from tests.support.images import photo_png
+from devtools.http import pair_files
+from devtools.images import photo_png
 
 REF, CAND = photo_png("chelsea", 48), photo_png("coffee", 48)
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.images import photo_png
-from tests.support.servers import ROOT
+from devtools.images import photo_png
+from devtools.servers import ROOT
 
 CONFIG = ROOT / "clients" / "openapi" / "openapi-python-client.yaml"
 PACKAGE = "simscore_api_client"
@@ -65,8 +65,8 @@ def generated(
 
 @pytest.fixture(scope="module")
 def module_client(weights_file: Path) -> Iterator[TestClient]:
-    from tests.support.servers import running_client
-    from tests.support.settings import settings_for
+    from devtools.servers import running_client
+    from devtools.settings import settings_for
 
     with running_client(settings_for(weights_file)) as client:
         yield client

@@ -14,12 +14,12 @@ from PIL import Image, ImageFile
 from pydantic import SecretStr
 
 from app.config import Settings
-from tests.support import attacks
+from devtools import attacks
+from devtools.attacks import KEY
+from devtools.http import pair_files, sample
+from devtools.images import encode, photo
+from devtools.servers import decoder_of, running
 from tests.support.asgi import raw, until
-from tests.support.attacks import KEY
-from tests.support.http import pair_files, sample
-from tests.support.images import encode, photo
-from tests.support.servers import decoder_of, running
 
 GOOD = encode(photo("astronaut", 64))  # 64 x 64
 OTHER = encode(photo("coffee", 64))
@@ -91,6 +91,34 @@ async def test_abandoned_requests_stop_costing_decode_time(
     assert [step for step, _ in spy.calls] == ["prepare_reference", "prepare_candidate"]
 
 
+async def test_requests_past_their_deadline_stop_costing_decode_time(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One decode thread, held past every deadline by a first request's reference; three more
+    requests wait for it and are answered 504. When the thread is freed, nothing else is decoded:
+    no request answered 504 leaves a decode behind but the one already running (whose cost
+    screening bounds: docs/security.md)."""
+    spy = DecodeSpy(monkeypatch, hold_first=True)
+    settings = make_settings(decode_threads=1, request_timeout_s=1.0, drain_timeout_s=5)
+    async with running(settings) as (app, client):
+        first = asyncio.ensure_future(
+            client.post("/compare", files=pair_files(GOOD, OTHER), data={"metrics": "mse"})
+        )
+        await asyncio.to_thread(spy.entered.wait, 10)
+        others = [
+            await client.post("/compare", files=pair_files(GOOD, OTHER), data={"metrics": "mse"})
+            for _ in range(3)
+        ]
+        answer = await first
+        spy.release.set()  # the pool then meets the cancelled decodes, and skips them
+        await until(lambda: decoder_of(app).waiting == 0)
+        timeouts = sample(app, "simscore_request_failures_total", {"reason": "timeout"})
+    assert answer.status_code == 504
+    assert [r.status_code for r in others] == [504] * 3
+    assert timeouts == 4
+    assert [step for step, _ in spy.calls] == ["prepare_reference"]
+
+
 async def test_maps_are_drawn_and_decoded_on_the_bounded_pool(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,7 +167,7 @@ async def test_hostile_files_are_refused_before_any_pixel_is_decoded(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     hostile = attacks.HOSTILE_FILES[name]
-    data = hostile.build()  # (before the spy: building may read photographs)
+    data = hostile.test_file()  # (before the spy: building may read photographs)
     loads: list[str] = []
     real_load = ImageFile.ImageFile.load
 
@@ -229,8 +257,8 @@ async def test_decoded_memory_is_bounded_across_requests(
 ) -> None:
     """Tiny uploads that decode large: past SIMSCORE_DECODED_MEMORY_BYTES a candidate is refused
     alone (429), and the bytes are given back when its request ends."""
-    from tests.support.http import batch_files
-    from tests.support.images import photo_png
+    from devtools.http import batch_files
+    from devtools.images import photo_png
 
     reference = photo_png("chelsea")  # 96 x 64: 73,728 bytes as float32 RGB
     settings = make_settings(decoded_memory_bytes=4 * 96 * 64 * 3 * 4)

@@ -19,14 +19,14 @@ from app.api.forms import MAX_TEXT_BYTES
 from app.api.middleware import SECURITY_HEADERS
 from app.config import Settings
 from app.scoring import PairRequest, PairScores
-from tests.support import attacks
+from devtools import attacks
+from devtools.attacks import KEY
+from devtools.http import pair_files
+from devtools.images import encode, photo
+from devtools.servers import queue_of, running, running_client, service_of
+from devtools.settings import settings_for
 from tests.support.asgi import CHUNK, Body, RawRequest, detail, raw
-from tests.support.attacks import KEY
-from tests.support.http import pair_files
-from tests.support.images import encode, photo
 from tests.support.models import ScoreFn, intercept_scoring
-from tests.support.servers import queue_of, running, running_client, service_of
-from tests.support.settings import settings_for
 
 GOOD = encode(photo("astronaut", 64))  # 64 x 64
 OTHER = encode(photo("coffee", 64))

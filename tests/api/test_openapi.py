@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.main import create_app
-from tests.support.images import photo_png, solid_png
+from devtools.images import photo_png, solid_png
 
 # Examples per operation; raise it for a deeper local run (the suite keeps it small and fast).
 MAX_EXAMPLES = int(os.environ.get("SIMSCORE_SCHEMATHESIS_EXAMPLES", "40"))

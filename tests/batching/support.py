@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.batching import Batcher
+from app.batching import Batcher, BatchTracer
 from app.errors import OutOfMemory
 
 
@@ -94,6 +94,9 @@ def make(
     on_exhausted: Callable[[], None] = lambda: None,
     unhealthy_after: int = 3,
     observer: Observed | None = None,
+    cost: Callable[[tuple[str, int]], int] = lambda item: 1,
+    max_batch_cost: int | None = None,
+    tracer: BatchTracer[tuple[str, int]] | None = None,
 ) -> Batcher[tuple[str, int], int]:
     batcher: Batcher[tuple[str, int], int] = Batcher(
         handler,
@@ -107,6 +110,9 @@ def make(
         unhealthy_after=unhealthy_after,
         observer=observer,
         launcher=launcher,
+        cost=cost,
+        max_batch_cost=max_batch_cost,
+        tracer=tracer,
     )
     batcher.start()
     return batcher

@@ -136,3 +136,12 @@ def test_invalid_configuration_is_refused() -> None:
         Batcher(
             Recorder(), group_key=lambda item: item, max_batch_size=0, max_wait_s=0, queue_size=1
         )
+    with pytest.raises(ValueError, match="max_batch_cost"):
+        Batcher(
+            Recorder(),
+            group_key=lambda item: item,
+            max_batch_size=1,
+            max_wait_s=0,
+            queue_size=1,
+            max_batch_cost=0,
+        )

@@ -46,6 +46,58 @@ async def test_keys_are_never_mixed_and_the_oldest_goes_first() -> None:
     batcher.close()
 
 
+async def test_a_batch_stays_within_the_cost_budget() -> None:
+    """Items of cost ``value``: a batch adds up to at most 10; one over 10 goes alone."""
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(
+        handler, max_batch_size=8, max_wait_s=0.05, cost=lambda item: item[1], max_batch_cost=10
+    )
+    held = asyncio.ensure_future(batcher.submit(("a", 1), deadline=far()))
+    await until(lambda: batcher.depth == 1 and batcher._queue.queued == 0)  # taken, held
+    costs = [4, 4, 4, 12, 3, 3, 3, 1]
+    waits = batcher.submit_many([("a", c) for c in costs], deadline=far())
+    handler.gate.set()
+    await asyncio.gather(held, *waits)
+    assert [[c for _, c in batch] for batch in handler.batches] == [
+        [1],
+        [4, 4],
+        [4],
+        [12],
+        [3, 3, 3, 1],
+    ]
+    batcher.close()
+
+
+async def test_a_batch_full_by_cost_does_not_wait_to_fill() -> None:
+    handler = Recorder()
+    batcher = make(
+        handler, max_batch_size=8, max_wait_s=30, cost=lambda item: item[1], max_batch_cost=10
+    )
+    out = await asyncio.wait_for(batcher.submit(("a", 10), deadline=far()), 5)
+    assert out.batch_size == 1
+    alone = await asyncio.wait_for(batcher.submit(("a", 25), deadline=far()), 5)
+    assert alone.value == 250
+    batcher.close()
+
+
+async def test_the_group_just_served_yields_to_another() -> None:
+    """A large request split into batches of one (by cost) does not hold up a later request of
+    another key for more than one of its batches."""
+    handler = Recorder()
+    handler.gate.clear()
+    batcher = make(handler, max_batch_size=4, max_wait_s=0, cost=lambda item: 1, max_batch_cost=1)
+    large = batcher.submit_many([("big", i) for i in range(5)], deadline=far())
+    await until(lambda: batcher.depth == 5 and batcher._queue.queued == 4)
+    small = asyncio.ensure_future(batcher.submit(("small", 99), deadline=far()))
+    await until(lambda: batcher._queue.queued == 5)
+    handler.gate.set()
+    await asyncio.gather(small, *large)
+    keys = [batch[0][0] for batch in handler.batches]
+    assert keys == ["big", "small", "big", "big", "big", "big"]
+    batcher.close()
+
+
 async def test_full_queue_is_rejected_with_overloaded() -> None:
     handler = Recorder()
     handler.gate.clear()

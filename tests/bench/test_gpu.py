@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.gpu import DEADLINES_S, deadlines, markdown, parse_args
-from tests.support.env import child_env
+from devtools.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

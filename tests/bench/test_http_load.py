@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import tests.support.servers as servers
+import devtools.servers as servers
 from bench.common import ROOT
 from bench.http_load import service_env
-from tests.support.env import child_env, python_path
+from devtools.env import child_env, python_path
 
 WHEELS = "/tmp/site"  # where the device call installs the service's wheels
 

@@ -39,14 +39,14 @@ from simscore_client import (
 from simscore_client.vocabulary import CSV_COLUMNS
 
 from app.difference_map import viridis_lut
-from tests.support.images import (
+from devtools.images import (
     decode_png,
     encode,
     photo,
     photo_png,
 )
-from tests.support.servers import running, running_client
-from tests.support.settings import settings_for
+from devtools.servers import running, running_client
+from devtools.settings import settings_for
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dashboard.md"
 

@@ -18,9 +18,9 @@ from simscore_client import (
 )
 from simscore_client.vocabulary import DEFAULT_SCORE_NAMES, csv_columns, score_columns
 
-from tests.support.images import decode_png, photo_png
-from tests.support.servers import running, running_client
-from tests.support.settings import settings_for
+from devtools.images import decode_png, photo_png
+from devtools.servers import running, running_client
+from devtools.settings import settings_for
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,9 @@ def test_scores_lists_typed_entries(client: SimscoreClient) -> None:
     entries = client.scores()
     assert all(isinstance(entry, ScoreInfo) for entry in entries)
     by_name = {entry.name: entry for entry in entries}
-    assert list(by_name) == ["vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists"]
+    assert list(by_name) == [
+        "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists", "flip", "ms_ssim"
+    ]  # fmt: skip
     assert by_name["lpips"] == ScoreInfo(
         name="lpips",
         backbone="alexnet",
@@ -87,6 +89,25 @@ def test_the_lpips_map(client: SimscoreClient) -> None:
     assert included.map_png is not None
 
 
+def test_flip_and_ms_ssim_with_viewing_conditions(client: SimscoreClient) -> None:
+    """The viewing conditions reach the server as fields (a ppd of 30 moves flip as the one
+    computed from the equivalent distance), and both scores are typed fields."""
+    reference, candidate = photo_png("chelsea", 256), photo_png("coffee", 256)
+    default = client.compare(reference, candidate, scores="flip,ms_ssim")
+    assert default.scores.flip is not None and 0 < default.scores.flip < 1
+    assert default.scores.ms_ssim is not None and default.scores.ms_ssim < 1
+    near = client.compare(reference, candidate, scores=["flip"], ppd=30.0)
+    assert near.scores.flip != pytest.approx(default.scores.flip, abs=1e-4)
+    items = client.compare_batch(
+        reference, [candidate], scores="flip", distance_m=0.7 * 30 / 67.0206
+    )
+    assert items[0].scores.flip == pytest.approx(near.scores.flip, abs=1e-4)  # type: ignore[union-attr]
+    heat = client.difference_map(reference, candidate, map_kind="flip", ppd=30.0)
+    assert heat.kind == "flip" and decode_png(heat.png).shape == decode_png(reference).shape
+    with pytest.raises(InvalidRequestError, match="ppd"):
+        client.compare(reference, candidate, scores="flip", ppd=0.5)
+
+
 async def test_async_scores_and_an_unavailable_score(weights_file: Path) -> None:
     settings = settings_for(weights_file)  # AlexNet and VGG16 absent
     async with (
@@ -95,6 +116,7 @@ async def test_async_scores_and_an_unavailable_score(weights_file: Path) -> None
     ):
         entries = await client.scores()
         assert [e.name for e in entries if not e.available] == ["lpips", "lpips_vgg", "dists"]
-        assert "SIMSCORE_VGG16_WEIGHTS" in (entries[-1].reason or "")
+        by_name = {entry.name: entry for entry in entries}
+        assert "SIMSCORE_VGG16_WEIGHTS" in (by_name["dists"].reason or "")
         with pytest.raises(InvalidRequestError, match="simscore fetch-weights --backbone alexnet"):
             await client.compare(photo_png("chelsea"), photo_png("coffee"), scores="lpips")

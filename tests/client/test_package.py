@@ -13,9 +13,9 @@ import pytest
 from simscore_client import CompareResult, InvalidImageError, SimscoreClient, csv_row_of
 from simscore_client.vocabulary import CSV_COLUMNS
 
-from tests.support.images import photo_png
-from tests.support.servers import ROOT, serve_in_thread
-from tests.support.settings import settings_for
+from devtools.images import photo_png
+from devtools.servers import ROOT, serve_in_thread
+from devtools.settings import settings_for
 
 CLIENT = ROOT / "clients" / "python"
 

@@ -118,11 +118,24 @@ def settings_key(env_name: str) -> str:
     return env_name.removeprefix("SIMSCORE_").lower()
 
 
+@cache
+def otel_variables() -> frozenset[str]:
+    """The OpenTelemetry variables the API and SDK know (README: Tracing)."""
+    import opentelemetry.environment_variables as api
+    import opentelemetry.sdk.environment_variables as sdk
+
+    return frozenset(name for module in (api, sdk) for name in dir(module) if name[:5] == "OTEL_")
+
+
 def settings_from_env(env: dict[str, str]) -> Settings:
-    """``Settings`` built from ``SIMSCORE_*`` variables only (no ``.env``, no process env)."""
-    unknown = [key for key in env if settings_key(key) not in Settings.model_fields]
+    """``Settings`` built from ``SIMSCORE_*`` variables only (no ``.env``, no process env); any
+    other key must be a standard OpenTelemetry variable."""
+    otel = {key for key in env if key.startswith("OTEL_")}
+    assert otel <= otel_variables(), f"not an OpenTelemetry variable: {otel - otel_variables()}"
+    unknown = [k for k in env if k not in otel and settings_key(k) not in Settings.model_fields]
     assert not unknown, f"not a simscore setting: {unknown}"
-    return Settings.model_validate({settings_key(key): value for key, value in env.items()})
+    values = {settings_key(key): value for key, value in env.items() if key not in otel}
+    return Settings.model_validate(values)
 
 
 def dockerfile_env() -> dict[str, str]:

@@ -161,4 +161,5 @@ def test_proxy_enforces_its_limits_against_a_real_server() -> None:
         "oversize",
         "oversize-chunked",
         "request-id",
+        "framing",
     }

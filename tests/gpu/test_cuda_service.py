@@ -21,9 +21,9 @@ from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, PairScores, ReferenceCache, Scorer
 from app.scoring.device import configure_cuda, is_out_of_memory
 from app.vocabulary import Precision
-from tests.support.http import pair_files, sample
-from tests.support.images import distort, encode, photo, to_tensor
-from tests.support.servers import running_client, service_of
+from devtools.http import pair_files, sample
+from devtools.images import distort, encode, photo, to_tensor
+from devtools.servers import running_client, service_of
 
 pytestmark = [
     pytest.mark.gpu,

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from app.server import DEVICE_FAILURE
-from tests.support.env import child_env
-from tests.support.http import pair_files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import ROOT, serve_process
+from devtools.env import child_env
+from devtools.http import pair_files
+from devtools.images import distort, encode, photo
+from devtools.servers import ROOT, serve_process
 
 pytestmark = [
     pytest.mark.gpu,

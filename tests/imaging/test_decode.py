@@ -20,7 +20,7 @@ from PIL import Image
 from app.errors import ImageTooLarge, NotAnImage, UnsupportedImageFormat
 from app.imaging import decode_image as decode_upload
 from app.imaging import quiet_pillow
-from tests.support.images import encode, photo
+from devtools.images import encode, photo
 
 MAX_PIXELS = 40_000_000
 

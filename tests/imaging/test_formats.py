@@ -1,5 +1,6 @@
 """app.imaging.formats and decoding within a budget: files built to be slow are refused from
-their structure, before Pillow sees them; large uploads are decoded no larger than they are scored.
+their structure, before Pillow sees them (PNG and BMP here; the other formats' rules in
+``tests/imaging/screens``); large uploads are decoded no larger than they are scored.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import io
 import struct
 import zlib
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
@@ -16,14 +16,9 @@ from PIL import Image, ImageFile
 from app.budgets import RequestPixels
 from app.errors import ImageTooLarge, UnsupportedImageFormat
 from app.imaging import decode_image, prepare_candidate, prepare_reference
-from app.imaging.formats import (
-    MAX_JPEG_SCAN_PIXELS,
-    MAX_JPEG_SCANS,
-    jpeg_scans,
-    png_chunk_count,
-    screen,
-)
-from tests.support.images import encode, photo
+from app.imaging.formats import screen
+from app.imaging.screens.png import png_chunk_count
+from devtools.images import encode, photo
 
 MAX_PIXELS = 40_000_000
 
@@ -44,15 +39,6 @@ def png_with_empty_chunks(count: int) -> bytes:
         + chunk(b"IDAT", rows)
         + chunk(b"IEND", b"")
     )
-
-
-def progressive_jpeg(side: int = 128) -> bytes:
-    return encode(photo("astronaut", side), "JPEG", quality=85, progressive=True)
-
-
-def with_repeated_last_scan(jpeg: bytes, times: int) -> bytes:
-    last = jpeg.rfind(b"\xff\xda")
-    return jpeg[:-2] + jpeg[last:-2] * times + b"\xff\xd9"
 
 
 def rle_bmp(width: int, height: int, compression: int) -> bytes:
@@ -97,45 +83,6 @@ def test_pngs_as_encoders_write_them_are_accepted() -> None:
     assert png_chunk_count(data) > 3
     screen(data, "image")
     screen(png_with_empty_chunks(50), "image")  # a few empty chunks are harmless
-
-
-# -- JPEG scans ---------------------------------------------------------------------------
-
-
-def test_jpeg_scans_and_frame_size() -> None:
-    baseline = encode(photo("chelsea"), "JPEG")
-    assert jpeg_scans(baseline) == (1, 451 * 300)
-    progressive = progressive_jpeg()
-    scans, pixels = jpeg_scans(progressive)
-    assert 2 < scans <= 20
-    assert pixels == 128 * 128
-    assert jpeg_scans(with_repeated_last_scan(progressive, 5))[0] == scans + 5
-
-
-def test_standard_progressive_jpegs_are_accepted() -> None:
-    tensor = decode_image(progressive_jpeg(), what="image", max_pixels=MAX_PIXELS).tensor
-    assert tensor.shape == (3, 128, 128)
-
-
-@pytest.mark.usefixtures("pillow_must_not_open")
-def test_a_jpeg_with_repeated_scans_is_refused_from_its_bytes() -> None:
-    data = with_repeated_last_scan(progressive_jpeg(), 1000)
-    with pytest.raises(UnsupportedImageFormat, match="scans"):
-        screen(data, "candidate image")
-
-
-def test_the_scan_budget_shrinks_as_images_grow() -> None:
-    """Each scan is a pass over every block: a large image gets fewer scans than a small one."""
-    small = with_repeated_last_scan(progressive_jpeg(64), MAX_JPEG_SCANS - 20)
-    screen(small, "image")
-    side = 4000
-    big = encode(np.full((side, side, 3), 90, np.uint8), "JPEG", progressive=True)
-    scans, pixels = jpeg_scans(big)
-    allowed = MAX_JPEG_SCAN_PIXELS // pixels
-    assert scans <= allowed < MAX_JPEG_SCANS
-    screen(big, "image")
-    with pytest.raises(UnsupportedImageFormat, match=f"at most {allowed} scans"):
-        screen(with_repeated_last_scan(big, allowed - scans + 1), "image")
 
 
 # -- BMP --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from PIL import Image
 from app.errors import ImageTooSmall, InvalidRequest, SizeMismatch
 from app.imaging import PreparedImage, prepare_candidate, prepare_pair, prepare_reference, resize
 from app.vocabulary import MIN_SIDE
-from tests.support.images import encode, photo
+from devtools.images import encode, photo
 
 MAX_PIXELS = 40_000_000
 ASTRONAUT = photo("astronaut")  # (512, 512, 3)

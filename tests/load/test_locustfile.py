@@ -22,9 +22,9 @@ from app.config import Settings
 from app.main import create_app
 from app.metrics.perceptual import VGG_TAP_WEIGHTS
 from app.models.vgg import TAP_NAMES
+from devtools.env import child_env
 from load import traffic
 from load.traffic import BadResponse, Expect, check_compare
-from tests.support.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT / "load"

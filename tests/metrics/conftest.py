@@ -16,8 +16,8 @@ from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
-from tests.support.images import distort, photo, to_tensor
-from tests.support.packages import (
+from devtools.images import distort, photo, to_tensor
+from devtools.packages import (
     load_networks,
     reference_dists,
     reference_lpips,

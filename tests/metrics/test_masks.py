@@ -24,7 +24,7 @@ from app.metrics import (
     vgg_distance,
 )
 from app.models.vgg import VGGFeatures
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 from tests.support.reference import MaskedReferenceVGG
 
 SIDE = 96

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.metrics import mse, psnr
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "blur", "noise", "colour"])

@@ -9,7 +9,7 @@ from skimage.metrics import structural_similarity
 
 from app.metrics import ssim, ssim_map
 from app.metrics.ssim import gaussian_window, reference_moments
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
 DISTORTIONS = ("jpeg", "blur", "noise", "colour")

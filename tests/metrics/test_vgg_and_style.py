@@ -10,7 +10,7 @@ import torch
 
 from app.metrics import gram_matrix, style_distance, vgg_distance
 from app.models.vgg import VGGFeatures
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 from tests.support.reference import ReferenceVGG
 
 

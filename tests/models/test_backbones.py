@@ -17,7 +17,7 @@ from app.models.dists import DISTS_CHANNELS, L2Pooling, dists_vgg16
 from app.models.taps import TapNetwork
 from app.models.vgg16 import VGG16_CHANNELS, build_vgg16_features, lpips_vgg16
 from app.models.weights import random_state_dict
-from tests.support.packages import reference_dists, reference_lpips
+from devtools.packages import reference_dists, reference_lpips
 
 
 def same_layers(ours: nn.Sequential, theirs: nn.Sequential) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from app.pipeline import CompareOptions, ComparePipeline, Comparison
 from app.pipeline.decode import Decoder
 from app.scoring import ModelInfo, PairRequest, PairScores
 from app.scoring.device import MemoryStats
-from tests.support.images import encode, photo, photo_png
+from devtools.images import encode, photo, photo_png
 
 INFO = ModelInfo("stand-in", "random", "0" * 12, "cpu", "fp32")
 REF, CAND = photo_png("chelsea", 48), photo_png("coffee", 48)
@@ -112,8 +112,8 @@ async def test_a_stand_in_decoder_feeds_the_real_prepare_stage(
             self.calls += 1
             return real.decode(*args)
 
-        def run(self, fn: Callable[..., Any], *args: object) -> Awaitable[Any]:
-            return real.run(fn, *args)
+        def run(self, lane: Hashable, fn: Callable[..., Any], *args: object) -> Awaitable[Any]:
+            return real.run(lane, fn, *args)
 
         def close(self) -> None:
             real.close()

@@ -15,7 +15,7 @@ from app.errors import ImageTooLarge, ImageTooSmall, InvalidRequest, NotAnImage,
 from app.imaging import PreparedImage
 from app.pipeline import CompareOptions
 from app.pipeline.decode import Decoder
-from tests.support.images import encode, photo, photo_png
+from devtools.images import encode, photo, photo_png
 
 REF = encode(photo("chelsea", 64))
 
@@ -89,6 +89,6 @@ async def test_decoding_and_pixel_work_run_on_the_decode_threads(
     make_settings: Callable[..., Settings],
 ) -> None:
     decoder = Decoder(make_settings(decode_threads=1))
-    name = await decoder.run(lambda: threading.current_thread().name)
+    name = await decoder.run("lane", lambda: threading.current_thread().name)
     assert name.startswith("simscore-decode")
     decoder.close()

@@ -16,7 +16,7 @@ import torch
 
 from app.models.vgg import VGGFeatures
 from app.scoring import PairRequest, PairScores, Scorer
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 from tests.support.models import cpu_runner
 
 SIDE = 48

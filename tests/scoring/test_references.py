@@ -22,7 +22,7 @@ from app.scoring import (
     reference_key,
 )
 from app.vocabulary import DEFAULT_SCORES
-from tests.support.images import distort, encode, photo, to_tensor
+from devtools.images import distort, encode, photo, to_tensor
 from tests.support.models import cpu_runner
 
 SIDE = 64

@@ -18,8 +18,8 @@ import app.scoring.runner as runner_module
 from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner
+from devtools.servers import running_client, service_of
 from tests.support.models import cpu_runner
-from tests.support.servers import running_client, service_of
 
 CPU = torch.device("cpu")
 

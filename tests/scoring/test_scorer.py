@@ -13,7 +13,7 @@ import torch
 
 from app.models.vgg import VGGFeatures
 from app.scoring import PairRequest, PairScores, ReferenceCache, Scorer
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 from tests.support.models import cpu_runner
 
 FIELDS = ("vgg", "style", "ssim", "mse", "psnr")

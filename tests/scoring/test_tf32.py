@@ -1,8 +1,8 @@
 """TF32 belongs to the backbones' forward passes alone: every other torch call of a batch (SSIM's
 Gaussian filter, the Gram matrices, the masked sums, LPIPS's and DISTS's heads and statistics,
-the LPIPS map, and any metric added later) runs with IEEE fp32 in every precision mode, whatever
-the process-wide flags were. Checked on the CPU by reading
-the backend flags at every torch call of a scored batch (a ``TorchFunctionMode``), inside and
+the LPIPS map, FLIP and its map, MS-SSIM, and any metric added later) runs with IEEE fp32 in
+every precision mode, whatever the process-wide flags were. Checked on the CPU by reading the
+backend flags at every torch call of a scored batch (a ``TorchFunctionMode``), inside and
 outside the extractor, and why it matters: TF32's 10-bit mantissa, emulated on the CPU, moves
 SSIM by percent against the 1e-4 that GPU scores are held to."""
 
@@ -20,18 +20,20 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import app.scoring.factory as factory
+import app.scoring.image_scores as image_scores_module
 import app.scoring.network_scores as network_scores_module
 import app.scoring.scorer as scorer_module
 from app.config import Settings
 from app.models.vgg import VGGFeatures
 from app.scoring import ModelRunner, PairRequest, ReferenceCache, Scorer
 from app.vocabulary import ALL_SCORES, Precision
-from tests.support.images import distort, photo, to_tensor
+from devtools.images import distort, photo, to_tensor
 
-SIDE = 48
+SIDE = 168  # ms_ssim needs 161 px
 METRICS = ("mse", "psnr", "ssim", "reference_moments", "gram_matrices", "style_distance",
            "vgg_distance")  # fmt: skip
 NETWORK_METRICS = ("lpips", "dists", "lpips_map")  # app.scoring.network_scores
+IMAGE_METRICS = ("flip_against", "mean_error", "ms_ssim")  # app.scoring.image_scores
 
 
 CUDNN_CONV: Any = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch >= 2.9
@@ -84,7 +86,12 @@ def watch(runner: ModelRunner, seen: FlagsSeen, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(runner, "forward", backbone)
     metrics: dict[str, Any] = {}
-    for module, names in ((scorer_module, METRICS), (network_scores_module, NETWORK_METRICS)):
+    watched = (
+        (scorer_module, METRICS),
+        (network_scores_module, NETWORK_METRICS),
+        (image_scores_module, IMAGE_METRICS),
+    )
+    for module, names in watched:
         for name in names:
             real = getattr(module, name)
 
@@ -102,11 +109,12 @@ def batch() -> list[PairRequest]:
     image = photo("astronaut", SIDE)
     reference = to_tensor(image)
     mask = torch.zeros(1, SIDE, SIDE, dtype=torch.bool)
-    mask[:, 4:40, 8:44] = True
+    mask[:, 40:130, 30:140] = True
     noisy = to_tensor(distort(image, "noise"))
     every = ALL_SCORES
     return [
         PairRequest(reference, to_tensor(distort(image, "jpeg")), every, "a", map_kind="lpips"),
+        PairRequest(reference, to_tensor(distort(image, "blur")), every, "a", map_kind="flip"),
         PairRequest(reference, torch.where(mask, noisy, reference), every, "a", mask=mask),
         PairRequest(to_tensor(photo("coffee", SIDE)), to_tensor(photo("chelsea", SIDE)), every),
     ]
@@ -122,7 +130,7 @@ def assert_tf32_in_the_backbone_only(seen: FlagsSeen, metrics: dict[str, Any]) -
     assert outside, "no torch call outside the backbone was seen"
     leaked = sorted({name for name, flags in outside if flags != (False, False)})
     assert not leaked, f"TF32 on outside the backbone, in: {leaked}"
-    assert set(metrics) == {*METRICS, *NETWORK_METRICS}, "a metric function was not reached"
+    assert set(metrics) == {*METRICS, *NETWORK_METRICS, *IMAGE_METRICS}, "a metric not reached"
     for name, flags in metrics.items():
         assert flags == {(False, False)}, name
 
@@ -238,3 +246,19 @@ def test_ssim_under_emulated_tf32_moves_by_percent(monkeypatch: pytest.MonkeyPat
         deviations.append(abs(tf32 - strict) / strict)
     assert min(deviations) > 20 * 1e-4
     assert statistics.median(deviations) > 50 * 1e-4
+
+
+def test_flip_and_ms_ssim_are_the_same_in_every_precision(
+    extractor: VGGFeatures, networks: dict[str, nn.Module]
+) -> None:
+    """They run no network: bf16 (autocast on the backbones) leaves them as fp32 computes them."""
+    scored = {}
+    for precision in ("fp32", "bf16"):
+        runner = ModelRunner(
+            extractor, device=torch.device("cpu"), networks=networks, precision=precision
+        )
+        scored[precision] = Scorer(runner, ReferenceCache(8, 1 << 30)).score(batch())
+    for fp32, bf16 in zip(scored["fp32"], scored["bf16"], strict=True):
+        assert bf16.flip == pytest.approx(fp32.flip, abs=1e-12)
+        assert bf16.ms_ssim == pytest.approx(fp32.ms_ssim, abs=1e-12)
+        assert bf16.ssim == pytest.approx(fp32.ssim, abs=1e-12)

@@ -1,3 +1,3 @@
-"""What the tests, the benchmarks, the load tooling and the deploy checks share: real photographs
-and distortions (``images``), seeded weights and settings (``settings``), and ways to run the app
-in-process or as a real ``simscore serve`` process (``servers``)."""
+"""What only the tests use: an ASGI driver (``asgi``), model pieces built directly (``models``),
+the float64 reference implementations (``reference``) and a faulty GPU stand-in
+(``faulty_gpu``). What the tests share with bench/, load/ and deploy/ is in ``devtools``."""

@@ -8,8 +8,8 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from tests.support import attacks
-from tests.support.attacks import CONTENT_TYPE, Part
+from devtools import attacks
+from devtools.attacks import CONTENT_TYPE, Part
 
 CHUNK = 16 * 1024
 

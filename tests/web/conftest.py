@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.images import distort, encode, photo, photo_png, solid_png
-from tests.support.servers import serve_in_thread
-from tests.support.settings import settings_for
+from devtools.images import distort, encode, photo, photo_png, solid_png
+from devtools.servers import serve_in_thread
+from devtools.settings import settings_for
 from tests.web.support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, OpenPage, Photos
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from tests.support.servers import serve_in_thread
-from tests.support.settings import settings_for
+from devtools.servers import serve_in_thread
+from devtools.settings import settings_for
 from tests.web.support import BROWSER_TEST, OpenPage, Photos, choose, submit
 
 if TYPE_CHECKING:

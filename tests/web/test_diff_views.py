@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import numpy as np
 
-from tests.support.images import decode_png, encode, photo
+from devtools.images import decode_png, encode, photo
 from tests.web.support import BROWSER_TEST, Photos, choose, submit
 
 if TYPE_CHECKING:

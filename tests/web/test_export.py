@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from simscore_client.vocabulary import CSV_COLUMNS, SCORE_NAMES, csv_row
 
-from tests.support.servers import CLI, ROOT
+from devtools.servers import CLI, ROOT
 from tests.web.support import BROWSER_TEST, Photos, choose, format_number, format_score, submit
 
 if TYPE_CHECKING:

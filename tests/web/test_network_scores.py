@@ -14,9 +14,9 @@ import httpx
 import pytest
 from simscore_client.vocabulary import csv_columns, csv_row, score_columns
 
-from tests.support.images import decode_png
-from tests.support.servers import serve_in_thread
-from tests.support.settings import settings_for
+from devtools.images import decode_png
+from devtools.servers import serve_in_thread
+from devtools.settings import settings_for
 from tests.web.support import (
     BROWSER_TEST,
     OpenPage,
@@ -80,7 +80,8 @@ def test_the_picker_lists_every_score_with_the_defaults_ticked(networks_page: Pa
     assert choices == [
         ["vgg", True, False], ["style", True, False], ["ssim", True, False],
         ["mse", True, False], ["psnr", True, False], ["lpips", False, False],
-        ["lpips_vgg", False, False], ["dists", False, False],
+        ["lpips_vgg", False, False], ["dists", False, False], ["flip", False, False],
+        ["ms_ssim", False, False],
     ]  # fmt: skip
 
 

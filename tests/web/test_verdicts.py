@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from simscore_client.vocabulary import CSV_COLUMNS, csv_row
 
-from tests.support.servers import serve_in_thread
-from tests.support.settings import settings_for
+from devtools.servers import serve_in_thread
+from devtools.settings import settings_for
 from tests.web.support import BROWSER_TEST, OpenPage, Photos, choose, row_names, submit
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from app.api.fields import (
     SCORES,
     SIZE_POLICY,
     THRESHOLDS,
+    VIEWING,
     compare_options,
     verdict_thresholds,
 )
@@ -34,7 +35,8 @@ from app.verdicts import Thresholds
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score many candidates against one reference"
 FORM = FormSpec(
-    "CompareBatchForm", (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY, THRESHOLDS)
+    "CompareBatchForm",
+    (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY, THRESHOLDS, *VIEWING),
 )
 
 

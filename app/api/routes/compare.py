@@ -18,6 +18,7 @@ from app.api.fields import (
     SCORES,
     SIZE_POLICY,
     THRESHOLDS,
+    VIEWING,
     compare_options,
     map_kind,
     verdict_thresholds,
@@ -42,6 +43,7 @@ FORM = FormSpec(
         INCLUDE_MAP,
         INCLUDED_MAP_KIND,
         THRESHOLDS,
+        *VIEWING,
     ),
 )
 
@@ -74,7 +76,7 @@ async def compare(request: Request, admitted: AdmissionDep) -> CompareResponse:
     if include_map:
         png = await until_done(
             request,
-            pipeline.render_map(comparison, kind),
+            pipeline.render_map(comparison, kind, lane=admitted.pixels),
             admitted,
         )
     request.state.log = {

@@ -16,6 +16,7 @@ from app.api.fields import (
     MASK,
     REFERENCE,
     SIZE_POLICY,
+    VIEWING,
     compare_options,
     map_kind,
 )
@@ -27,7 +28,9 @@ from app.vocabulary import MAP_RANGES
 
 router = APIRouter(tags=["maps"])
 SUMMARY = "A heat map of where a candidate differs from a reference"
-FORM = FormSpec("CompareMapForm", (REFERENCE, CANDIDATE, MASK, MAP_KIND, KIND, SIZE_POLICY))
+FORM = FormSpec(
+    "CompareMapForm", (REFERENCE, CANDIDATE, MASK, MAP_KIND, KIND, SIZE_POLICY, *VIEWING)
+)
 MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A viridis heat map, PNG, at the compared size (the reference's, after "

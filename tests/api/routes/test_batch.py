@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 
 from app.api.routes.page import STATIC_DIR
 from app.difference_map import viridis_lut
-from tests.support.images import (
+from devtools.images import (
     decode_png,
     photo_png,
     solid_png,
 )
-from tests.support.servers import running_client
-from tests.support.settings import settings_for
+from devtools.servers import running_client
+from devtools.settings import settings_for
 
 MAX_CANDIDATES = 6
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"/>'

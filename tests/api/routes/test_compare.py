@@ -12,10 +12,10 @@ from PIL import Image
 from app.config import Settings
 from app.imaging import prepare_pair
 from app.scoring import PairRequest, Scorer
-from tests.support.http import metric_value
-from tests.support.http import pair_files as files
-from tests.support.images import distort, encode, photo
-from tests.support.servers import running
+from devtools.http import metric_value
+from devtools.http import pair_files as files
+from devtools.images import distort, encode, photo
+from devtools.servers import running
 
 FIELDS = ("vgg", "style", "ssim", "mse", "psnr")
 

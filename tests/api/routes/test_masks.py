@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.cli import main
-from tests.support.http import batch_files, pair_files
-from tests.support.images import decode_png, distort, encode, photo
-from tests.support.servers import running_client
-from tests.support.settings import settings_for
+from devtools.http import batch_files, pair_files
+from devtools.images import decode_png, distort, encode, photo
+from devtools.servers import running_client
+from devtools.settings import settings_for
 
 SIDE = 96
 FIELDS = ("vgg", "style", "ssim", "mse", "psnr")
@@ -58,6 +58,42 @@ def test_changes_outside_the_mask_score_as_identical(client: TestClient, mode: s
     unmasked = scores(client, encode(reference), encode(changed))
     assert unmasked["scores"]["mse"] > 0
     assert unmasked["image"]["mask_coverage"] is None
+
+
+def corner_mask_in(mode: str, fmt: str = "TIFF") -> bytes:
+    """``corner_mask`` in another pixel mode, by that mode's documented rule: the corner has
+    zero luminance (LAB: L* 0, with colour), or is transparent (PA, P with a transparent
+    entry)."""
+    inside = np.ones((SIDE, SIDE), bool)
+    inside[:30, :40] = False
+    if mode == "LAB":
+        lab = np.zeros((SIDE, SIDE, 3), np.uint8)
+        lab[..., 0] = np.where(inside, 100, 0)
+        lab[..., 1:] = np.where(inside, 128, 200)[..., None]
+        image = Image.fromarray(lab, "LAB")
+    elif mode == "P-transparent":
+        image = Image.fromarray(np.where(inside, 1, 0).astype(np.uint8), "P")
+        image.putpalette([255, 255, 255, 255, 255, 255])
+        image.info["transparency"] = 0
+    else:
+        grey = Image.fromarray(np.where(inside, 255, 0).astype(np.uint8), "L")
+        image = grey.convert(mode)
+    options = {"transparency": 0} if mode == "P-transparent" else {}
+    return encode(image, fmt, **options)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [("LAB", "TIFF"), ("CMYK", "TIFF"), ("I;16", "PNG"), ("F", "TIFF"), ("P-transparent", "PNG")],
+)
+def test_masks_of_other_modes_follow_their_rule(client: TestClient, mode: str, fmt: str) -> None:
+    """A LAB TIFF mask was a 500 (its conversion to luminance was not guarded)."""
+    reference = photo("astronaut", SIDE)
+    changed = reference.copy()
+    changed[:30, :40] = distort(reference, "noise", strength=4)[:30, :40]
+    body = scores(client, encode(reference), encode(changed), mask=corner_mask_in(mode, fmt))
+    assert body["scores"]["mse"] == 0.0
+    assert body["image"]["mask_coverage"] == pytest.approx(1 - 30 * 40 / SIDE**2)
 
 
 def test_an_all_white_mask_scores_as_no_mask(client: TestClient) -> None:

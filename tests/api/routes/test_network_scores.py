@@ -24,11 +24,11 @@ from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
-from tests.support.http import batch_files, pair_files, sample
-from tests.support.images import decode_png, distort, encode, photo, to_tensor
-from tests.support.packages import reference_dists, reference_lpips
-from tests.support.servers import running_client, service_of
-from tests.support.settings import settings_for
+from devtools.http import batch_files, pair_files, sample
+from devtools.images import decode_png, distort, encode, photo, to_tensor
+from devtools.packages import reference_dists, reference_lpips
+from devtools.servers import running_client, service_of
+from devtools.settings import settings_for
 
 NETWORK_SCORES = ("lpips", "lpips_vgg", "dists")
 RTOL, ATOL = 1e-4, 1e-6  # the tolerance against the packages
@@ -345,7 +345,7 @@ def test_an_unknown_score_is_refused(client: TestClient) -> None:
 def test_scores_lists_every_score_as_available(client: TestClient) -> None:
     body = client.get("/scores").json()
     assert [entry["name"] for entry in body["scores"]] == [
-        "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists",
+        "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists", "flip", "ms_ssim",
     ]  # fmt: skip
     assert all(entry["available"] and entry["reason"] is None for entry in body["scores"])
     lpips_entry = body["scores"][5]

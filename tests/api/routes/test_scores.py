@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
-from tests.support.http import batch_files, pair_files
-from tests.support.images import photo_png
-from tests.support.servers import running_client
+from devtools.http import batch_files, pair_files
+from devtools.images import photo_png
+from devtools.servers import running_client
 
 KEY = "a-key-of-sixteen-chars"
 FETCH = {"lpips": "alexnet", "lpips_vgg": "vgg16", "dists": "vgg16"}
@@ -116,7 +116,7 @@ def test_scores_needs_the_api_key_when_keys_are_set(
         assert client.get("/scores").status_code == 401
         answer = client.get("/scores", headers={"Authorization": f"Bearer {KEY}"})
         assert answer.status_code == 200
-        assert len(answer.json()["scores"]) == 8
+        assert len(answer.json()["scores"]) == 10
         assert client.get("/healthz").status_code == 200  # as before: no key for liveness
 
 
@@ -124,7 +124,7 @@ def test_the_openapi_document_publishes_score_name_once(client: Any) -> None:
     document = client.get("/openapi.json").json()
     schemas = document["components"]["schemas"]
     assert schemas["ScoreName"]["enum"] == [
-        "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists",
+        "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists", "flip", "ms_ssim",
     ]  # fmt: skip
     entry = schemas["ScoreEntry"]["properties"]
     assert entry["name"]["$ref"] == "#/components/schemas/ScoreName"
@@ -134,4 +134,4 @@ def test_the_openapi_document_publishes_score_name_once(client: Any) -> None:
     assert "lpips" in schemas["MapKind"]["enum"] and "lpips_vgg" in schemas["MapKind"]["enum"]
     assert document["paths"]["/scores"]["get"]["operationId"] == "scores"
     text = str(document)
-    assert text.count("'lpips_vgg', 'dists']") == 1  # the enum is written once, in ScoreName
+    assert text.count("'dists', 'flip', 'ms_ssim']") == 1  # the enum is written once, in ScoreName

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.vocabulary import DEFAULT_SCORE_NAMES, LOWER_IS_MORE_ALIKE
-from tests.support.images import distort, encode, photo
-from tests.support.servers import running_client
-from tests.support.settings import settings_for
+from devtools.images import distort, encode, photo
+from devtools.servers import running_client
+from devtools.settings import settings_for
 
 REFERENCE = encode(photo("chelsea", 96, keep_aspect=True))
 JPEG = encode(distort(photo("chelsea", 96, keep_aspect=True), "jpeg"))

@@ -10,7 +10,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
+# Headers that carry the caller's trace to the server (W3C ``traceparent``, ``tracestate``),
+# asked for afresh for every request: ``simscore_client.tracing.current_trace_headers``.
+TraceHeaders: TypeAlias = "Callable[[], Mapping[str, str]]"
 ScoreNames: TypeAlias = "str | Iterable[str] | None"  # "vgg,ssim" or ["vgg", "ssim"]
 # "vgg<=0.05,ssim>=0.92" or ["vgg<=0.05", "ssim>=0.92"]; "" (or []) turns the server's default off
 Conditions: TypeAlias = "str | Iterable[str] | None"
@@ -140,6 +143,12 @@ def _fields(
     return data
 
 
+def _viewing(options: Mapping[str, Any]) -> dict[str, str]:
+    """The viewing-condition fields given, as form text (``repr``: the shortest round trip)."""
+    given = {name: options.get(name) for name in VIEWING_FIELDS}
+    return {name: repr(float(value)) for name, value in given.items() if value is not None}
+
+
 def _pair_files(reference: ImageInput, candidate: ImageInput) -> Files:
     return [
         ("reference", _file(reference, "reference")),
@@ -151,9 +160,24 @@ def _mask(files: Files, mask: ImageInput | None) -> Files:
     return files if mask is None else [*files, ("mask", _file(mask, "mask"))]
 
 
-class CompareOptions(TypedDict, total=False):
+class ViewingOptions(TypedDict, total=False):
+    """FLIP's viewing conditions: ``ppd`` (pixels per degree) or any of the observer's distance
+    and the monitor's width in metres and in pixels (the others keep the reference tool's
+    defaults: 0.7 m, 0.7 m, 3840 px). Only ``flip`` uses them."""
+
+    ppd: float
+    distance_m: float
+    monitor_width_m: float
+    monitor_width_px: float
+
+
+VIEWING_FIELDS = ("ppd", "distance_m", "monitor_width_m", "monitor_width_px")
+
+
+class CompareOptions(ViewingOptions, total=False):
     """Keyword options of ``compare``: which scores, the size policy, the heat map, a mask, the
-    thresholds of the verdict (``metrics`` is the old name of ``scores``)."""
+    thresholds of the verdict (``metrics`` is the old name of ``scores``), FLIP's viewing
+    conditions."""
 
     scores: ScoreNames
     metrics: ScoreNames
@@ -164,7 +188,7 @@ class CompareOptions(TypedDict, total=False):
     thresholds: Conditions
 
 
-class BatchOptions(TypedDict, total=False):
+class BatchOptions(ViewingOptions, total=False):
     """Keyword options of ``compare_batch`` (``metrics`` is the old name of ``scores``)."""
 
     scores: ScoreNames
@@ -174,7 +198,7 @@ class BatchOptions(TypedDict, total=False):
     thresholds: Conditions
 
 
-class MapOptions(TypedDict, total=False):
+class MapOptions(ViewingOptions, total=False):
     """Keyword options of ``difference_map`` (``kind`` is the old name of ``map_kind``)."""
 
     map_kind: MapKind
@@ -187,9 +211,9 @@ def compare_request(
     reference: ImageInput, candidate: ImageInput, **options: Unpack[CompareOptions]
 ) -> Request:
     files = _pair_files(reference, candidate)
-    extra = {}
+    extra = _viewing(options)
     if options.get("include_map"):
-        extra = {"include_map": "true", "map_kind": map_kind_of(options)}
+        extra |= {"include_map": "true", "map_kind": map_kind_of(options)}
     fields = _fields(
         _scores(options), options.get("size_policy"), options.get("thresholds"), **extra
     )
@@ -201,7 +225,9 @@ def batch_request(
 ) -> Request:
     files = [("reference", _file(reference, "reference"))]
     files += [("candidates", _file(c, f"candidate-{i}")) for i, c in enumerate(candidates)]
-    fields = _fields(_scores(options), options.get("size_policy"), options.get("thresholds"))
+    fields = _fields(
+        _scores(options), options.get("size_policy"), options.get("thresholds"), **_viewing(options)
+    )
     return Request("/compare/batch", _mask(files, options.get("mask")), fields)
 
 
@@ -209,7 +235,9 @@ def map_request(
     reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
 ) -> Request:
     files = _pair_files(reference, candidate)
-    fields = _fields(None, options.get("size_policy"), map_kind=map_kind_of(options))
+    fields = _fields(
+        None, options.get("size_policy"), map_kind=map_kind_of(options), **_viewing(options)
+    )
     return Request("/compare/map", _mask(files, options.get("mask")), fields)
 
 
@@ -263,12 +291,26 @@ class BaseClient:
     """Settings shared by the sync and async clients."""
 
     def __init__(
-        self, base_url: str, api_key: str | None, timeout_s: float, retry: RetryPolicy | None
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        retry: RetryPolicy | None,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = httpx.Timeout(timeout_s)
+        self.trace_headers = trace_headers
 
     def url(self, request: Request) -> str:
         return self.base_url + request.path
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers of one request: the API key, and the caller's trace if it gives one."""
+        if self.trace_headers is None:
+            return self.headers
+        own = {name.lower() for name in self.headers}
+        traced = {k: v for k, v in self.trace_headers().items() if k.lower() not in own}
+        return {**traced, **self.headers}

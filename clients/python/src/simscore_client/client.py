@@ -26,6 +26,7 @@ from simscore_client._base import (
     MapOptions,
     Request,
     RetryPolicy,
+    TraceHeaders,
     batch_items,
     batch_request,
     compare_request,
@@ -46,7 +47,9 @@ class SimscoreClient(BaseClient):
     """Blocking client. Use as a context manager, or call ``close()``.
 
     ``http_client`` lets you pass a configured ``httpx.Client`` (proxies, TLS, a test
-    transport); closing it is then left to you. ``sleep`` is how it waits between retries."""
+    transport); closing it is then left to you. ``sleep`` is how it waits between retries.
+    ``trace_headers`` gives each request the caller's trace (``traceparent``, ``tracestate``):
+    ``simscore_client.tracing.current_trace_headers`` with OpenTelemetry, or your own."""
 
     def __init__(
         self,
@@ -57,8 +60,9 @@ class SimscoreClient(BaseClient):
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s, retry)
+        super().__init__(base_url, api_key, timeout_s, retry, trace_headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self.timeout)
         self._sleep = sleep
@@ -80,8 +84,9 @@ class SimscoreClient(BaseClient):
     ) -> CompareResult:
         """Score ``candidate`` against ``reference`` (``POST /compare``). Options: ``scores``,
         ``size_policy``, ``include_map``, ``map_kind``, ``mask`` (where to compare: nonzero
-        pixels; see the README's Scores section) and ``thresholds`` (``"ssim>=0.92"`` or a
-        list of conditions: the result's ``verdict``)."""
+        pixels; see the README's Scores section), ``thresholds`` (``"ssim>=0.92"`` or a
+        list of conditions: the result's ``verdict``) and FLIP's viewing conditions (``ppd``, or
+        ``distance_m``, ``monitor_width_m``, ``monitor_width_px``)."""
         return compare_result(self._post(compare_request(reference, candidate, **options)))
 
     def compare_batch(
@@ -93,14 +98,16 @@ class SimscoreClient(BaseClient):
         """Score many candidates against one reference (``POST /compare/batch``); each item is a
         ``CompareResult`` or, for a candidate that failed alone, a ``SimscoreAPIError``; with
         thresholds, the list's ``summary`` counts passed, failed and errors.
-        Options: ``scores``, ``size_policy``, ``mask``, ``thresholds``."""
+        Options: ``scores``, ``size_policy``, ``mask``, ``thresholds``, FLIP's viewing
+        conditions (as for ``compare``)."""
         return batch_items(self._post(batch_request(reference, candidates, **options)))
 
     def difference_map(
         self, reference: ImageInput, candidate: ImageInput, **options: Unpack[MapOptions]
     ) -> DifferenceMap:
         """The heat map PNG (``POST /compare/map``). Options: ``map_kind`` (``ssim``, ``abs``,
-        ``lpips``, ``lpips_vgg``), ``size_policy``, ``mask``."""
+        ``lpips``, ``lpips_vgg``, ``flip``), ``size_policy``, ``mask``, FLIP's viewing
+        conditions (as for ``compare``)."""
         response = self._post(map_request(reference, candidate, **options))
         return difference_map(response, map_kind_of(options))
 
@@ -117,7 +124,7 @@ class SimscoreClient(BaseClient):
                 self.url(request),
                 files=request.files or None,
                 data=request.data or None,
-                headers=self.headers,
+                headers=self.request_headers(),
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:
@@ -138,8 +145,9 @@ class AsyncSimscoreClient(BaseClient):
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s, retry)
+        super().__init__(base_url, api_key, timeout_s, retry, trace_headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self.timeout)
         self._sleep = sleep
@@ -190,7 +198,7 @@ class AsyncSimscoreClient(BaseClient):
                 self.url(request),
                 files=request.files or None,
                 data=request.data or None,
-                headers=self.headers,
+                headers=self.request_headers(),
             )
             wait = self.retry.wait_s(attempt, response)
             if wait is None:

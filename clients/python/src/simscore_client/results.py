@@ -17,7 +17,7 @@ from simscore_client.vocabulary import DEFAULT_SCORE_NAMES, SCORE_NAMES, csv_row
 class Scores:
     """Every score, in ``SCORE_NAMES`` order; ``None`` where not asked for (and ``psnr`` for
     identical images). A request that names no scores gets the first five; ``lpips``,
-    ``lpips_vgg`` and ``dists`` are opt-in (``scores="lpips,dists"``)."""
+    ``lpips_vgg``, ``dists``, ``flip`` and ``ms_ssim`` are opt-in (``scores="lpips,flip"``)."""
 
     vgg: float | None
     style: float | None
@@ -27,6 +27,8 @@ class Scores:
     lpips: float | None = None
     lpips_vgg: float | None = None
     dists: float | None = None
+    flip: float | None = None
+    ms_ssim: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
-ScoreName = Literal["vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists"]
+ScoreName = Literal[
+    "vgg", "style", "ssim", "mse", "psnr", "lpips", "lpips_vgg", "dists", "flip", "ms_ssim"
+]
 SCORE_NAMES: tuple[ScoreName, ...] = get_args(ScoreName)
 # What a request that names no scores gets: the original five. The others are opt-in
 # (``scores=lpips,dists``): they run networks of their own (GET /scores lists every score).
@@ -20,7 +22,7 @@ FEATURE_SCORES: frozenset[ScoreName] = frozenset({"vgg", "style"})
 PIXEL_SCORES: frozenset[ScoreName] = frozenset({"mse", "psnr"})
 # Which way is "more alike": lower for distances, higher for ssim and psnr.
 LOWER_IS_MORE_ALIKE: frozenset[ScoreName] = frozenset(
-    {"vgg", "style", "mse", "lpips", "lpips_vgg", "dists"}
+    {"vgg", "style", "mse", "lpips", "lpips_vgg", "dists", "flip"}
 )
 
 TapName = Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -29,7 +31,7 @@ TAP_NAMES: tuple[TapName, ...] = get_args(TapName)
 SizePolicy = Literal["resize", "strict"]
 SIZE_POLICIES: tuple[SizePolicy, ...] = get_args(SizePolicy)
 
-MapKind = Literal["ssim", "abs", "lpips", "lpips_vgg"]
+MapKind = Literal["ssim", "abs", "lpips", "lpips_vgg", "flip"]
 MAP_KINDS: tuple[MapKind, ...] = get_args(MapKind)
 # (lo, hi) of each map's colour scale: lo is the first colour, hi the last.
 MAP_RANGES: Mapping[MapKind, tuple[float, float]] = {
@@ -37,10 +39,16 @@ MAP_RANGES: Mapping[MapKind, tuple[float, float]] = {
     "abs": (0.0, 1.0),
     "lpips": (0.0, 1.0),
     "lpips_vgg": (0.0, 1.0),
+    "flip": (0.0, 1.0),
 }
-# Maps drawn from a score's network (on the batch worker, with the pair's scores): the score
-# whose network draws each. The other kinds are drawn from the pixels alone.
-MAP_SCORES: Mapping[MapKind, ScoreName] = {"lpips": "lpips", "lpips_vgg": "lpips_vgg"}
+# Maps drawn by a score's own computation (on the batch worker, with the pair's scores: a
+# network's for lpips and lpips_vgg, FLIP's error map for flip): the score that draws each.
+# The other kinds (ssim, abs) are drawn from the pixels alone on the decode threads.
+MAP_SCORES: Mapping[MapKind, ScoreName] = {
+    "lpips": "lpips",
+    "lpips_vgg": "lpips_vgg",
+    "flip": "flip",
+}
 
 Precision = Literal["fp32", "fp16", "bf16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)

@@ -4,8 +4,11 @@
 ``bench/decode_bound.py``).
 
 * Files built to make a decoder slow or huge: a PNG flooded with empty chunks, a progressive
-  JPEG with repeated scans, run-length encoded BMPs (tiny, or a flood of end-of-line codes), a
-  GIF of a few dozen bytes declaring a 6000x6000 canvas, a decompression bomb.
+  JPEG with repeated scans, JPEGs flooded with fill bytes or empty comments, a TIFF whose strip
+  table is millions of entries long, a TIFF whose directories loop, GIFs flooded with extension
+  blocks or tiny data blocks, a WebP of millions of empty chunks, run-length encoded BMPs (tiny,
+  or a flood of end-of-line codes), a GIF of a few dozen bytes declaring a 6000x6000 canvas, a
+  decompression bomb. Each at the upload cap for the benchmark, and small for the tests.
 * Forms that push the request limits: a file one byte over the cap, a huge text field, too many
   parts, too many candidates, padding that holds upload memory; a body that never ends.
 * Keys: none, empty, wrong.
@@ -31,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tests.support.images import encode, photo
-from tests.support.sockets import connect
+from devtools import structures
+from devtools.images import encode, photo
+from devtools.sockets import connect
 
 BOUNDARY = "simscore-attack-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -153,6 +157,50 @@ HUGE_CANVASES: dict[str, Callable[[], bytes]] = {
 }
 
 
+def small_jpeg() -> bytes:
+    return encode(photo("astronaut", 64), "JPEG")
+
+
+def jpeg_fill_flood(fill_bytes: int = 19_000_000) -> bytes:
+    """``FF D8``, then ``fill_bytes`` of 0xFF fill bytes, then a small valid JPEG: Pillow steps
+    through the fill one byte at a time in Python."""
+    return structures.after_soi(small_jpeg(), b"\xff" * fill_bytes)
+
+
+def jpeg_comment_flood(comments: int = 4_700_000) -> bytes:
+    """A small JPEG after ``comments`` empty comment segments (4 bytes each: 19 MB)."""
+    return structures.after_soi(small_jpeg(), structures.jpeg_segment(0xFE, b"") * comments)
+
+
+def tiff_ifd_loop(pages: int = 3) -> bytes:
+    """A grey TIFF whose last directory links back to the first."""
+    return structures.grey_tiff(64, 64, pages=pages, links=[*range(1, pages), 0])
+
+
+def small_gif() -> bytes:
+    return encode(Image.fromarray(photo("astronaut", 64)).quantize(16), "GIF")
+
+
+def gif_extension_flood(extensions: int = 3_800_000) -> bytes:
+    """A small GIF after ``extensions`` one-byte comment extensions (5 bytes each)."""
+    comment = structures.gif_extension(0xFE, b"x")
+    return structures.gif_with_extensions(small_gif(), comment * extensions)
+
+
+def gif_block_flood(payload_bytes: int = 9_500_000) -> bytes:
+    """A small GIF after one comment of ``payload_bytes`` in one-byte sub-blocks (19 MB)."""
+    comment = structures.gif_extension(0xFE, b"x" * payload_bytes, block=1)
+    return structures.gif_with_extensions(small_gif(), comment)
+
+
+def webp_chunk_flood(chunks: int = 2_000_000) -> bytes:
+    """A small WebP with ``chunks`` empty unknown chunks (8 bytes each: 16 MB)."""
+    parts = structures.webp_chunks(encode(photo("astronaut", 64), "WEBP"))
+    vp8x = structures.webp_chunk(b"VP8X", bytes(4) + (63).to_bytes(3, "little") * 2)
+    junk = structures.webp_chunk(b"JUNK", b"")
+    return structures.webp_of([vp8x, *[junk] * chunks, *parts])
+
+
 def png_bomb(side: int = 7000) -> bytes:
     """A 1-bit PNG of ``side`` x ``side`` pixels in a few kB (over SIMSCORE_MAX_PIXELS at 7000)."""
     buffer = io.BytesIO()
@@ -162,12 +210,17 @@ def png_bomb(side: int = 7000) -> bytes:
 
 @dataclass(frozen=True)
 class HostileFile:
-    """A file built to be slow or huge to decode, and how the service answers it."""
+    """A file built to be slow or huge to decode, and how the service answers it. ``build``
+    makes it at full size (the benchmark's), ``small`` as small as still refused (the tests')."""
 
     build: Callable[[], bytes]
     status: int
     words: str  # in the answer's detail
     issue: str  # what it did before the service screened it
+    small: Callable[[], bytes] | None = None
+
+    def test_file(self) -> bytes:
+        return (self.small or self.build)()
 
 
 HOSTILE_FILES: dict[str, HostileFile] = {
@@ -187,6 +240,54 @@ HOSTILE_FILES: dict[str, HostileFile] = {
         "12 kB held the GIL for 1.4 s",
     ),
     "png-bomb": HostileFile(png_bomb, 413, "SIMSCORE_MAX_PIXELS", "49 Mpx in a few kB"),
+    "tiff-strip-flood": HostileFile(
+        structures.strip_flood_tiff,
+        415,
+        "entries in tag 273",
+        "2.4 million strip entries in 19 MB: 14 s of CPU and 1.5 GB per image",
+        lambda: structures.strip_flood_tiff(64, 5000),
+    ),
+    "tiff-ifd-loop": HostileFile(
+        tiff_ifd_loop,
+        415,
+        "loops back",
+        "a directory chain without end (Pillow 13 stops at a repeat when it counts frames)",
+    ),
+    "jpeg-fill-flood": HostileFile(
+        jpeg_fill_flood,
+        415,
+        "padding before a marker",
+        "19 MB of fill bytes: 7.9 s of CPU",
+        lambda: jpeg_fill_flood(10_000),
+    ),
+    "jpeg-comment-flood": HostileFile(
+        jpeg_comment_flood,
+        415,
+        "segments before its image data",
+        "4.7 million empty comments in 19 MB: 4.5 s of CPU",
+        lambda: jpeg_comment_flood(1000),
+    ),
+    "gif-extension-flood": HostileFile(
+        gif_extension_flood,
+        415,
+        "extension blocks",
+        "3.8 million comment extensions in 19 MB: 1.8 s of CPU",
+        lambda: gif_extension_flood(1000),
+    ),
+    "gif-block-flood": HostileFile(
+        gif_block_flood,
+        415,
+        "data blocks",
+        "a comment in 9.5 million one-byte blocks (19 MB): 2.0 s of CPU",
+        lambda: gif_block_flood(200_000),
+    ),
+    "webp-chunk-flood": HostileFile(
+        webp_chunk_flood,
+        415,
+        "chunks",
+        "2 million empty chunks in 16 MB: 0.09 s (libwebp parses them in C)",
+        lambda: webp_chunk_flood(5000),
+    ),
 }
 
 

@@ -23,9 +23,9 @@ from app.main import create_app
 from app.pipeline.decode import Decoder
 from app.pipeline.queue import ScoringQueue
 from app.service import Service
-from tests.support.env import child_env
+from devtools.env import child_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CLI = (sys.executable, "-m", "app.cli")
 
 

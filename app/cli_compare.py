@@ -34,8 +34,8 @@ NO_DEADLINE_S = 365 * 24 * 3600.0
 async def compare(settings: Settings, args: argparse.Namespace) -> int:
     from app.api.provenance import model_out
     from app.errors import SimscoreError
-    from app.metrics.flip_viewing import resolve_ppd
     from app.pipeline import CompareOptions, ComparePipeline
+    from app.scores.flip_viewing import resolve_ppd
     from app.scoring import build_scorer
     from app.tracing import Tracing, continued
     from app.vocabulary import SCORE_NAMES, parse_scores

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     )
     tf32: bool | None = Field(
         None,
-        description="TF32 for the backbone's fp32 convolutions on CUDA (metrics always run in "
+        description="TF32 for the backbone's fp32 convolutions on CUDA (scores always run in "
         "IEEE fp32); unset: off in fp32, on otherwise.",
     )
     cudnn_benchmark: bool = Field(

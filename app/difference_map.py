@@ -2,7 +2,7 @@
 
 Two kinds, both ``(3, H, W)`` float tensors in [0, 1] of one shape in, an ``(H, W)`` map out:
 
-* ``ssim``: the local SSIM of ``app.metrics.ssim.ssim_map`` (11x11 Gaussian window, sigma 1.5),
+* ``ssim``: the local SSIM of ``app.scores.ssim.ssim_map`` (11x11 Gaussian window, sigma 1.5),
   averaged over the three channels. That map only exists where the window fits, an
   ``(H-10, W-10)`` grid whose mean is the ``ssim`` score; it is **upsampled** bilinearly
   (``align_corners=True``) to ``(H, W)`` so that the 5 px border the valid window leaves out is
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.metrics.ssim import WINDOW_SIZE, ssim_map
+from app.scores.ssim import WINDOW_SIZE, ssim_map
 from app.vocabulary import MAP_KINDS, MAP_RANGES, MapKind
 
 # matplotlib's viridis entries 0, 8, 16, ..., 248 and 255, as 8-bit sRGB hex.

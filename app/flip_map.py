@@ -1,6 +1,6 @@
 """FLIP error maps as PNG images, coloured as NVIDIA's reference tool colours them (pure).
 
-The map is ``app.metrics.flip.flip_map``'s per-pixel error, in [0, 1] at the compared size
+The map is ``app.scores.flip.flip_map``'s per-pixel error, in [0, 1] at the compared size
 (0: no visible difference). Each value ``e`` gets entry ``int(255 e + 0.5)`` of the magma
 colour map (van der Walt and Smith, matplotlib 2.0; the map the FLIP paper and the reference
 tool show), exactly as ``FLIP::image::colorMap`` indexes ``FLIP::MapMagma``. ``MAGMA_HEX``

@@ -21,7 +21,7 @@ Sections (``--sections``, comma-separated):
   the time the warm-up took to compile every row count of the shape.
 * ``startup``: launch to ready of ``simscore serve`` compiling the warm shape, with a cold and
   then a warm inductor cache (``SIMSCORE_COMPILE_CACHE_DIR``), and with compilation off.
-* ``ssim``: ``app.metrics.ssim`` against pytorch_msssim and scikit-image, one pair.
+* ``ssim``: ``app.scores.ssim`` against pytorch_msssim and scikit-image, one pair.
 * ``rss``: peak resident memory of this process after loading the model.
 """
 
@@ -329,7 +329,7 @@ def ssim_table(sides: Sequence[int], repeats: int) -> str:
     import pytorch_msssim
     from skimage.metrics import structural_similarity
 
-    from app.metrics import ssim
+    from app.scores import ssim
 
     rows = []
     for side in sides:

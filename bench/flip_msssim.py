@@ -10,7 +10,7 @@ a shared machine lands on all of them alike; medians):
 * ``ms_ssim`` on one batch of ``--pairs`` photograph pairs at ``--side`` px against
   ``pytorch_msssim.ms_ssim(..., data_range=1, size_average=False)`` on the same float32 tensors
   (target: at most 0.5x its time);
-* ``flip`` (``app.metrics.flip.flip_map`` on the batch, then the means) against NVIDIA's
+* ``flip`` (``app.scores.flip.flip_map`` on the batch, then the means) against NVIDIA's
   ``flip_evaluator.evaluate(ref, test, "LDR")`` (C++, OpenMP on all cores) scoring the same
   pairs one after the other, as its API takes them: pairs per second. The HTTP side (the service
   under load) is a later benchmark.
@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.metrics import flip_map, mean_error, ms_ssim
+from app.scores import flip_map, mean_error, ms_ssim
 from app.scoring.device import tune_cpu_allocator
 from bench.common import header, interleaved, table
 from devtools.images import photo_pair

@@ -15,7 +15,7 @@ both images of every pair in one forward pass (the service concatenates them), i
 channels-last (the service's default on CPUs), under ``inference_mode``; the packages run under
 ``no_grad``. Contenders alternate round by round (``bench.common.interleaved``), one untimed call
 each first. The last column checks that the contenders agree on the scores (DISTS: the package's
-own float32 rounding is about 1e-7 absolute; see app/metrics/dists.py).
+own float32 rounding is about 1e-7 absolute; see app/scores/dists.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.metrics import dists, lpips
 from app.models import registry
 from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
+from app.scores import dists, lpips
 from bench.common import distinct_pairs, header, interleaved, load_average, table
 from devtools.packages import load_networks, reference_dists, reference_lpips, seeded_backbone
 

@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.metrics import composite
 from app.models.vgg import VGGFeatures
 from app.models.weights import load_features
+from app.scores import composite
 from app.scoring import ModelRunner, PairRequest, Scorer
 from app.scoring.device import tune_cpu_allocator
 from bench.common import machine

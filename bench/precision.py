@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from torch import nn
 
-from app.metrics import gram_matrix, style_distance
 from app.models import registry
 from app.models.vgg import VGGFeatures
 from app.models.weights import Loaded, load_backbone, load_features
+from app.scores import gram_matrix, style_distance
 from app.scoring import ModelRunner, PairRequest, PairScores, Scorer
 from app.vocabulary import ALL_SCORES, DEFAULT_SCORES, Precision, ScoreName
 from bench.common import Results, header, load_average, table

@@ -20,7 +20,7 @@ from PIL import Image
 from devtools import images
 from devtools.images import encode, photo
 
-# app.metrics.perceptual.VGG_TAP_WEIGHTS and app.models.vgg.TAP_NAMES, repeated so that the
+# app.scores.perceptual.VGG_TAP_WEIGHTS and app.models.vgg.TAP_NAMES, repeated so that the
 # locust process does not import torch; tests/test_locustfile.py checks that they agree.
 VGG_TAP_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 TAP_NAMES: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.metrics import (
+from app.models.vgg import VGGFeatures, build_vgg19_features
+from app.scores import (
     flip,
     flip_map,
     gram_matrix,
@@ -30,7 +31,6 @@ from app.metrics import (
     style_distance,
     vgg_distance,
 )
-from app.models.vgg import VGGFeatures, build_vgg19_features
 from app.scoring import ModelRunner, PairRequest, ReferenceCache, Scorer
 from app.scoring.sheet import ScoreSheet
 

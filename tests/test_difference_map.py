@@ -13,7 +13,7 @@ from app.difference_map import (
     local_ssim,
     viridis_lut,
 )
-from app.metrics.ssim import ssim, ssim_map
+from app.scores.ssim import ssim, ssim_map
 from app.vocabulary import MAP_RANGES
 from devtools.images import decode_png, photo
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from app.flip_map import MAP_KIND, MAP_RANGE, colorize, flip_map_png, magma_lut
-from app.metrics import flip_map
+from app.scores import flip_map
 from devtools.images import decode_png, distort, photo, to_tensor
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from app.api.forms import FileField, Form, TextField
 from app.errors import InvalidRequest, InvalidViewingConditions
-from app.metrics.flip_viewing import resolve_ppd
 from app.pipeline import CompareOptions
+from app.scores.flip_viewing import resolve_ppd
 from app.verdicts import Thresholds, directions_text, parse_thresholds
 from app.vocabulary import (
     DEFAULT_SCORE_NAMES,

@@ -89,7 +89,7 @@ class LayerScores(BaseModel):
 
 
 class Layers(BaseModel):
-    """Per-tap values of the feature metrics; null for a metric not asked for."""
+    """Per-tap values of the feature scores; null for a score not asked for."""
 
     vgg: LayerScores | None = Field(None, description="mean|phi_i(x) - phi_i(y)| per tap.")
     style: LayerScores | None = Field(None, description="mean|G_i(x) - G_i(y)| per tap.")

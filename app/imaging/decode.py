@@ -109,7 +109,7 @@ def decode_plane(
     budget: Budget | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Decode ``data`` whole (screened, within the pixel limits), reduce it to one bool plane
-    with ``plane`` (a mask's selection: ``app.metrics.masks.selection``) and turn that plane as
+    with ``plane`` (a mask's selection: ``app.scores.masks.selection``) and turn that plane as
     the image's EXIF orientation says it is shown: ``(H, W)`` as shown."""
     screen(data, what)
     with open_image(data, max_pixels, what) as image:

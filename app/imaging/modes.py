@@ -1,4 +1,4 @@
-"""Pixel modes: one rule per mode Pillow opens, for images (and, in ``app.metrics.masks``, the
+"""Pixel modes: one rule per mode Pillow opens, for images (and, in ``app.scores.masks``, the
 rule for masks); any other mode is refused (``UnsupportedImageFormat``, 415) with its name,
 never a 500.
 
@@ -11,7 +11,7 @@ Images (scored as RGB in [0, 1]; ``decode`` applies these):
 * With transparency (``LA``, ``RGBA``, ``PA``, premultiplied ``La`` and ``RGBa``, or a
   transparent colour or palette entry): composited over white.
 
-Masks have their own rule, with the rest of what a mask is, in ``app.metrics.masks``.
+Masks have their own rule, with the rest of what a mask is, in ``app.scores.masks``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One entry per backbone says its weights setting, torchvision's weights enum and the official
 file's sha256, how to build it and which networks (and so which scores) need it; the learned
 heads of those scores are named beside them. ``app.models.weights`` loads what an entry
-describes. Adding a backbone is one entry here plus its score module in ``app.metrics``.
+describes. Adding a backbone is one entry here plus its score module in ``app.scores``.
 
 Full sha256 digests: torchvision names its files ``<name>-<first 8 hex of sha256>.pth`` and
 checks those 8 digits when it downloads. The full digests below are the sha256 of those files

@@ -38,10 +38,10 @@ from app.imaging import (
     quiet_pillow,
 )
 from app.imaging.decode import Size
-from app.metrics import masks
 from app.pipeline.pool import FairPool
 from app.pipeline.spans import decoded_attributes, upload_attributes
 from app.pipeline.types import CompareOptions, DecodedRequest
+from app.scores import masks
 from app.scoring.references import reference_key
 from app.tracing import Tracing
 from app.vocabulary import preprocessing_tag
@@ -161,7 +161,7 @@ def decode_mask(
     data: bytes, size: Size, *, max_pixels: int, budget: Budget | None = None
 ) -> torch.Tensor:
     """A mask upload at the compared ``size`` (width, height): ``(1, H, W)`` bool, decoded like
-    an image (screened, within the pixel limits, upright) and read by ``app.metrics.masks``'s
+    an image (screened, within the pixel limits, upright) and read by ``app.scores.masks``'s
     rule; 422 when it selects nothing."""
     if not data:
         raise InvalidRequest("the mask is empty (0 bytes); upload the mask image itself")

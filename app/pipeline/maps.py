@@ -9,7 +9,7 @@ import torch
 
 from app.difference_map import colorize, difference_map_png, encode_png
 from app.flip_map import flip_map_png
-from app.metrics import masks
+from app.scores import masks
 from app.vocabulary import MAP_RANGES, MapKind
 
 

@@ -3,7 +3,7 @@
 The compared size is checked against the smallest side of every score asked for (and of the
 score drawing the map asked for): lpips needs 31 px, ms_ssim 161 px, and a request without
 them is not refused for them (``app.scoring.catalog.check_sides``). Outside the mask, a
-candidate's pixels become the reference's (``app.metrics.masks.composite``), so nothing there
+candidate's pixels become the reference's (``app.scores.masks.composite``), so nothing there
 can move a score, through a network's receptive fields, SSIM's window or FLIP's filters; the
 mask is checked against the scores asked for (ssim needs a window centre inside it, ms_ssim
 one at each of its scales). Pixel work: it runs on the decode threads.
@@ -12,9 +12,9 @@ one at each of its scales). Pixel work: it runs on the decode threads.
 from __future__ import annotations
 
 from app.imaging import PreparedImage
-from app.metrics import masks
-from app.metrics.flip_viewing import DEFAULT_PPD
 from app.pipeline.types import DecodedRequest
+from app.scores import masks
+from app.scores.flip_viewing import DEFAULT_PPD
 from app.scoring import PairRequest
 from app.scoring.catalog import check_sides
 from app.vocabulary import MAP_SCORES, MapKind, ScoreName

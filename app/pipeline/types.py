@@ -10,8 +10,8 @@ import torch
 from app.batching import Outcome
 from app.config import Settings
 from app.imaging import PreparedImage
-from app.metrics.flip_viewing import DEFAULT_PPD
-from app.metrics.masks import coverage
+from app.scores.flip_viewing import DEFAULT_PPD
+from app.scores.masks import coverage
 from app.scoring import PairScores
 from app.vocabulary import DEFAULT_SCORES, MAP_SCORES, MapKind, ScoreName, SizePolicy
 
@@ -28,7 +28,7 @@ class CompareOptions:
     size_policy: SizePolicy | None = None  # None: SIMSCORE_DEFAULT_SIZE_POLICY
     mask: bytes | None = None  # the region of interest's upload (README: Scores)
     map_kind: MapKind | None = None
-    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.metrics.flip_viewing)
+    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.scores.flip_viewing)
 
     @property
     def needs(self) -> frozenset[ScoreName]:
@@ -43,7 +43,7 @@ class DecodedRequest:
 
     reference: PreparedImage
     reference_key: str  # app.scoring.references.reference_key
-    mask: torch.Tensor | None  # (1, H, W) bool at the compared size (app.metrics.masks)
+    mask: torch.Tensor | None  # (1, H, W) bool at the compared size (app.scores.masks)
     candidates: list[PreparedImage | BaseException] = field(default_factory=list)
     decode_ms: float = 0.0
 

@@ -5,7 +5,7 @@ A batch's memory grows with the pixels its forward pass takes (rows x height x w
 its pair count: VGG19's first taps alone are 64 channels at full size. Measured peak of a batch,
 per pixel of its rows (``bench/activations.py``; AMD EPYC, 2 cores, AVX512-BF16, torch 2.14.1,
 2026-12-07; docs/security.md): fp32 805 to 931 bytes (4 and 2 rows of 512 px), bf16 701 to 759
-(the forward pass alone 476 to 490 in bf16: the metrics read the taps in fp32). The figures
+(the forward pass alone 476 to 490 in bf16: the scores read the taps in fp32). The figures
 below are the largest of each.
 
 Default: on the CPU ``CPU_BATCH_PIXELS``, two images of 1024x1024 (one pair at the default

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from app.errors import ImageTooSmallForScore, ScoreUnavailable
-from app.metrics.ms_ssim import MIN_SIDE as MS_SSIM_MIN_SIDE
 from app.models import registry
 from app.models.spec import Direction
+from app.scores.ms_ssim import MIN_SIDE as MS_SSIM_MIN_SIDE
 from app.vocabulary import (
     DEFAULT_SCORES,
     LOWER_IS_MORE_ALIKE,

@@ -154,7 +154,7 @@ def set_tf32(enabled: bool, matmul: bool | None = None) -> None:
 def fp32_math(*, tf32: bool) -> Iterator[None]:
     """fp32 convolutions and matmuls launched inside the block run in TF32 (``tf32``) or IEEE
     fp32; the flags before it are restored after. The batch worker is the one thread that runs
-    CUDA math: the backbone's forward runs in this scope with ``tf32`` as asked, the metrics in
+    CUDA math: the backbone's forward runs in this scope with ``tf32`` as asked, the scores in
     it with ``tf32=False``, so a metric never sees TF32 whoever set the flags before."""
     before = tf32_enabled()
     set_tf32(tf32)

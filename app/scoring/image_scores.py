@@ -2,10 +2,10 @@
 and MS-SSIM, for the pairs of a batch that asked for them.
 
 FLIP: the pairs are grouped by reference and viewing conditions (``PairRequest.ppd``); each
-group's reference is filtered once (``app.metrics.flip.flip_against``: the reference's share of
+group's reference is filtered once (``app.scores.flip.flip_against``: the reference's share of
 a /compare/batch done once), and the mean of each map is the score, over the mask where the
 pair has one. A pair whose ``map_kind`` is ``flip`` gets its map back with its scores.
-MS-SSIM: the pairs that asked, all at once (``app.metrics.ms_ssim``; a masked pair with its
+MS-SSIM: the pairs that asked, all at once (``app.scores.ms_ssim``; a masked pair with its
 mask carried down the scales). Both run in IEEE fp32 whatever the precision mode: they never
 touch the network, and their functions switch autocast and TF32 off themselves.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from app.metrics import flip_against, mean_error, ms_ssim
+from app.scores import flip_against, mean_error, ms_ssim
 from app.scoring.references import BatchReferences
 from app.scoring.regions import Regions
 from app.scoring.sheet import ScoreSheet

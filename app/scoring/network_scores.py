@@ -3,7 +3,7 @@ those networks draw, for the pairs of a batch that asked for them.
 
 Per network, one forward pass over the candidates that need it and their references not known
 yet (``app.scoring.taps``); then each of its scores for the pairs that asked (a masked pair with
-its mask reduced to each tap: ``app.metrics.masks.tap_weights``), and the spatial map for a pair
+its mask reduced to each tap: ``app.scores.masks.tap_weights``), and the spatial map for a pair
 whose ``map_kind`` that network draws. The learned heads are loaded once (``load_heads``) and
 live on the device beside the network; the metric math is IEEE fp32 whatever precision the
 network ran in (the metric functions take fp32 copies of the taps, and autocast and TF32 belong
@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
-from app.metrics import dists, lpips, lpips_map, tap_weights
 from app.models import registry
 from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.spec import HeadSpec
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
+from app.scores import dists, lpips, lpips_map, tap_weights
 from app.scoring.references import BatchReferences, taps_part
 from app.scoring.regions import Regions
 from app.scoring.runner import ModelRunner

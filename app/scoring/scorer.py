@@ -8,7 +8,7 @@ network no pair needs does not run (``scores=ssim,mse`` runs none). A reference 
 pairs share, or that the reference cache holds, is run once or not at all (``BatchReferences``).
 Every score depends only on its own pair, never on the rest of the batch, and a pair of equal
 images gets the exact scores of equal images, by definition, on every CPU and in every batch.
-The metrics run in IEEE fp32 in every precision mode (TF32 off; TF32 or bf16, when asked for,
+The scores run in IEEE fp32 in every precision mode (TF32 off; TF32 or bf16, when asked for,
 belong to the networks' forward passes alone). What this scorer can compute is its ``catalog``
 (a network score whose network or head it lacks is unavailable).
 """
@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from app.metrics import (
+from app.models import registry
+from app.scores import (
     gram_matrices,
     mse,
     psnr,
@@ -28,7 +29,6 @@ from app.metrics import (
     style_distance,
     vgg_distance,
 )
-from app.models import registry
 from app.scoring.catalog import Catalog
 from app.scoring.device import fp32_math
 from app.scoring.image_scores import score_flip, score_ms_ssim

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from app.metrics.flip_viewing import DEFAULT_PPD
+from app.scores.flip_viewing import DEFAULT_PPD
 from app.vocabulary import (
     ALL_SCORES,
     DEFAULT_SCORES,
@@ -25,7 +25,7 @@ from app.vocabulary import (
 class PairRequest:
     """One pair to score: two ``(3, H, W)`` float tensors in [0, 1] of one shape, and optionally
     a region of interest ``mask`` ``(1, H, W)`` (bool; the candidate already equals the
-    reference outside it: ``app.metrics.composite``) and a map drawn by a score's network
+    reference outside it: ``app.scores.composite``) and a map drawn by a score's network
     (``map_kind``, one of ``MAP_SCORES``: returned with the scores as ``PairScores.map``)."""
 
     reference: torch.Tensor
@@ -34,7 +34,7 @@ class PairRequest:
     reference_key: str | None = None  # see app.scoring.references.reference_key
     mask: torch.Tensor | None = None
     map_kind: MapKind | None = None
-    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.metrics.flip_viewing)
+    ppd: float = DEFAULT_PPD  # FLIP's viewing conditions (app.scores.flip_viewing)
 
     def __post_init__(self) -> None:
         if self.reference.shape != self.candidate.shape or self.reference.dim() != 3:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import flip, flip_map, ms_ssim
+from app.scores import flip, flip_map, ms_ssim
 from devtools.images import distort, photo, to_tensor
 
 pytestmark = [

@@ -17,8 +17,8 @@ from PIL import Image
 from app.errors import InvalidRequest, SimscoreError, UnsupportedImageFormat
 from app.imaging import decode_image
 from app.imaging.modes import eight_bit
-from app.metrics.masks import selection
 from app.pipeline.decode import decode_mask
+from app.scores.masks import selection
 from devtools.structures import LONG, SHORT, Tag, tiff
 
 MAX_PIXELS = 40_000_000

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.metrics.perceptual import VGG_TAP_WEIGHTS
 from app.models.vgg import TAP_NAMES
+from app.scores.perceptual import VGG_TAP_WEIGHTS
 from devtools.env import child_env
 from load import traffic
 from load.traffic import BadResponse, Expect, check_compare

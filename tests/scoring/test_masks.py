@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import composite
 from app.models.vgg import VGGFeatures
+from app.scores import composite
 from app.scoring import PairRequest, PairScores, ReferenceCache, Scorer
 from devtools.images import distort, photo, to_tensor
 from tests.support.models import cpu_runner

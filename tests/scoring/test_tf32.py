@@ -233,7 +233,7 @@ def test_tf32_rounding_is_what_it_claims() -> None:
 def test_ssim_under_emulated_tf32_moves_by_percent(monkeypatch: pytest.MonkeyPatch) -> None:
     """E[x^2] - E[x]^2 cancels: 10 mantissa bits in the filter move SSIM by 1 to 3 % on real
     photographs at 224 px, a hundred times the 1e-4 GPU scores are held to (docs/deploy.md)."""
-    ssim_module = importlib.import_module("app.metrics.ssim")
+    ssim_module = importlib.import_module("app.scores.ssim")
     deviations = []
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         image = photo(name, 224)

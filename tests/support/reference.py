@@ -1,7 +1,7 @@
 """Independent reference implementations, written straight from the formulas.
 
 Float64, no batching, a torchvision ``vgg19`` module (not simscore's extractor), and no code
-shared with ``app.metrics``.
+shared with ``app.scores``.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from app.flip_map import flip_map_png
-from app.metrics import composite, flip_map, mean_error, ms_ssim
-from app.metrics.flip_viewing import resolve_ppd
+from app.scores import composite, flip_map, mean_error, ms_ssim
+from app.scores.flip_viewing import resolve_ppd
 from devtools.http import batch_files, pair_files, sample
 from devtools.images import decode_png, distort, encode, photo, to_tensor
 from devtools.servers import queue_of, running_client

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from torch import nn
 
 from app.difference_map import colorize
-from app.metrics import composite, dists, lpips, lpips_map, tap_weights
 from app.models import registry
 from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
+from app.scores import composite, dists, lpips, lpips_map, tap_weights
 from devtools.http import batch_files, pair_files, sample
 from devtools.images import decode_png, distort, encode, photo, to_tensor
 from devtools.packages import reference_dists, reference_lpips

@@ -4,7 +4,7 @@
 
 with phi_i the VGG19 activations at relu1_1 ... relu5_1 of ImageNet-normalised inputs. With a
 region of interest, w_i the fraction of each tap cell inside the mask
-(``app.metrics.masks.tap_weights``), the mean becomes the weighted mean
+(``app.scores.masks.tap_weights``), the mean becomes the weighted mean
 sum_{c,h,w} w_i |phi_i(x) - phi_i(y)| / (C_i * sum(w_i)).
 Wang et al., "High-Resolution Image Synthesis and Semantic Manipulation with Conditional GANs",
 CVPR 2018.
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-from app.metrics.constants import constant
-from app.metrics.masks import tap_weights
+from app.scores.constants import constant
+from app.scores.masks import tap_weights
 
 VGG_TAP_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
@@ -47,7 +47,7 @@ def vgg_distance(
     Args:
         fx, fy: per tap, activations of the references and the candidates, ``(N, C_i, H_i, W_i)``.
         weights: one weight per tap.
-        mask: the region of interest ``(N, 1, H, W)`` at the images' size (``app.metrics.masks``).
+        mask: the region of interest ``(N, 1, H, W)`` at the images' size (``app.scores.masks``).
 
     Returns:
         ``(total, per_tap)``: ``(N,)`` and ``(N, taps)``; per_tap is unweighted, so

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import composite, lpips, lpips_map, tap_weights
-from app.metrics.lpips import distance_maps
-from tests.metrics.conftest import PAIR_IDS, PAIRS, SIDE, LpipsSides
+from app.scores import composite, lpips, lpips_map, tap_weights
+from app.scores.lpips import distance_maps
+from tests.scores.conftest import PAIR_IDS, PAIRS, SIDE, LpipsSides
 
 # The issue's tolerance is 1e-4 relative (1e-6 absolute for tiny values). Scores of distinct
 # pairs (> 1e-3 here) are held to 1e-4 relative alone; the maps' pixels may be tiny.

@@ -29,7 +29,7 @@ photographs; the difference is the package's own rounding); float32 math whateve
 backbone ran in, and no op autocast would lower.
 
 With a region of interest: at each tap, m_k the fraction of each cell inside the mask (area
-interpolation, ``app.metrics.masks.tap_weights``; at tap 0, the image's resolution, the mask
+interpolation, ``app.scores.masks.tap_weights``; at tap 0, the image's resolution, the mask
 itself), every spatial mean becomes the m_k-weighted mean ``E_m[z] = sum m_k z / sum m_k``:
 mu = E_m[x], sigma^2 = E_m[(x - mu)^2], sigma_xy = E_m[x y] - mu_x mu_y (so var(x - y) =
 E_m[(x - y - E_m[x - y])^2]). So a masked DISTS compares the statistics of the features inside

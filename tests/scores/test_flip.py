@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import flip, flip_map, mean_error
-from app.metrics.flip import _flip_group
-from app.metrics.flip_viewing import DEFAULT_PPD, pixels_per_degree, resolve_ppd
+from app.scores import flip, flip_map, mean_error
+from app.scores.flip import _flip_group
+from app.scores.flip_viewing import DEFAULT_PPD, pixels_per_degree, resolve_ppd
 from devtools.images import distort, photo, to_tensor
 
 MEAN_TOLERANCE = 1e-4  # the bound on the score; measured: under 4e-6

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.metrics.separable import (
+from app.scores.separable import (
     _mkl_threads_local,
     band_matrix,
     filter_columns,

@@ -15,7 +15,7 @@ photographs); the math here is float32 whatever precision the backbone ran in, a
 that autocast would lower.
 
 With a region of interest: at each tap the mask is reduced to the tap's resolution by area
-interpolation (``app.metrics.masks.tap_weights``: the fraction m_k of each cell inside the mask)
+interpolation (``app.scores.masks.tap_weights``: the fraction m_k of each cell inside the mask)
 and the spatial mean becomes the weighted mean ``sum_{h,w} m_k d_k / sum_{h,w} m_k``: a masked
 lpips is the mean over the mask of each tap's distance map, at that tap's resolution, summed
 over taps. An all-ones mask gives the unmasked value (m_k = 1 everywhere); an empty mask has no
@@ -77,7 +77,7 @@ def lpips(
         heads: per tap, the linear layer's weight ``(1, C_k, 1, 1)``
             (``app.models.weights.load_lpips_head``).
         masks: per tap, the region of interest as cell weights ``(N, 1, H_k, W_k)``
-            (``app.metrics.masks.tap_weights``).
+            (``app.scores.masks.tap_weights``).
 
     Returns:
         ``(total, per_tap)``: ``(N,)`` and ``(N, taps)``, total the sum of per_tap (the package's

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import mse, psnr
+from app.scores import mse, psnr
 from devtools.images import distort, photo, to_tensor
 
 

@@ -6,7 +6,7 @@ For one sample and one tap with features F of shape (C, H*W):
     style(x, y) = sum_i mean_{c,c'} |G_i(x) - G_i(y)|      (weights 1 for every tap)
 
 With a region of interest, w (H*W,) the fraction of each tap cell inside the mask
-(``app.metrics.masks.tap_weights`` of the ``mask``): G = F diag(w) F^T / (C * sum(w)); all-ones
+(``app.scores.masks.tap_weights`` of the ``mask``): G = F diag(w) F^T / (C * sum(w)); all-ones
 w gives G above.
 
 How this differs from the article's example code: it flattened the batch into the channel axis
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from app.metrics.masks import tap_weights
+from app.scores.masks import tap_weights
 
 
 def gram_matrix(features: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

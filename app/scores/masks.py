@@ -40,8 +40,8 @@ from PIL import Image
 
 from app.errors import InvalidRequest, UnsupportedImageFormat
 
-SSIM_WINDOW = 11  # app.metrics.ssim.WINDOW_SIZE (which imports this module)
-MS_SSIM_SCALES = 5  # app.metrics.ms_ssim.SCALES (which imports this module)
+SSIM_WINDOW = 11  # app.scores.ssim.WINDOW_SIZE (which imports this module)
+MS_SSIM_SCALES = 5  # app.scores.ms_ssim.SCALES (which imports this module)
 _WIDE_GREY = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_BAND = {"LA": "A", "La": "a", "PA": "A", "RGBA": "A", "RGBa": "a"}
 _LUMA_BAND = {"YCbCr": "Y", "LAB": "L", "HSV": "V"}

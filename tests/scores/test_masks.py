@@ -11,7 +11,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from app.metrics import (
+from app.models.vgg import VGGFeatures
+from app.scores import (
     VGG_TAP_WEIGHTS,
     composite,
     coverage,
@@ -23,7 +24,6 @@ from app.metrics import (
     tap_weights,
     vgg_distance,
 )
-from app.models.vgg import VGGFeatures
 from devtools.images import distort, photo, to_tensor
 from tests.support.reference import MaskedReferenceVGG
 

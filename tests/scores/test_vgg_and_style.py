@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import gram_matrix, style_distance, vgg_distance
 from app.models.vgg import VGGFeatures
+from app.scores import gram_matrix, style_distance, vgg_distance
 from devtools.images import distort, photo, to_tensor
 from tests.support.reference import ReferenceVGG
 

@@ -1,9 +1,9 @@
 """Multi-scale SSIM (Wang, Simoncelli and Bovik, "Multiscale structural similarity for image
 quality assessment", Asilomar 2003), as ``pytorch_msssim`` 1.0.0 computes it with
-``data_range=1`` (its ``ms_ssim``; equal to it in float64 within 1e-5, tests/metrics).
+``data_range=1`` (its ``ms_ssim``; equal to it in float64 within 1e-5, tests/scores).
 
 At each of five scales ``j`` (the image, then four times halved), per channel, with the SSIM
-window of ``app.metrics.ssim`` (11 taps, sigma 1.5, valid positions only), ``C1 = (0.01 L)^2``,
+window of ``app.scores.ssim`` (11 taps, sigma 1.5, valid positions only), ``C1 = (0.01 L)^2``,
 ``C2 = (0.03 L)^2``:
 
     cs_j  = mean (2 sigma_xy + C2) / (sigma_x^2 + sigma_y^2 + C2)
@@ -25,9 +25,9 @@ unmasked value. A pair whose mask has no position at some scale (a mask within a
 the borders) gets NaN: callers refuse such masks first.
 
 The five moments of the three channels of every pair are filtered together (side by side in
-each row) by banded products (``app.metrics.separable``), in strips of rows, in float32 in
+each row) by banded products (``app.scores.separable``), in strips of rows, in float32 in
 every precision mode; the means are taken in float64. A pair's value does not depend on its
-batch, and equal images give exactly 1 (tests/metrics/test_ms_ssim.py).
+batch, and equal images give exactly 1 (tests/scores/test_ms_ssim.py).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from app.errors import ImageTooSmallForScore
-from app.metrics import masks
-from app.metrics.separable import (
+from app.scores import masks
+from app.scores.separable import (
     BLOCK_ROWS,
     band_matrix,
     filter_columns,
@@ -47,7 +47,7 @@ from app.metrics.separable import (
     fp32_math,
     one_blas_thread,
 )
-from app.metrics.ssim import K1, K2, SIGMA, WINDOW_SIZE
+from app.scores.ssim import K1, K2, SIGMA, WINDOW_SIZE
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SCALES = len(WEIGHTS)
@@ -77,7 +77,7 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
 
 
 def scale_centres(mask: torch.Tensor) -> list[torch.Tensor]:
-    """MS-SSIM's view of a mask at each of its five scales (``app.metrics.masks.scale_centres``
+    """MS-SSIM's view of a mask at each of its five scales (``app.scores.masks.scale_centres``
     with this module's downsampling): ``(N, 1, H, W)`` -> five ``(N, 1, h_j - 10, w_j - 10)``
     bool tensors."""
     return masks.scale_centres(mask, _halve, scales=SCALES, window_size=WINDOW_SIZE)
@@ -85,7 +85,7 @@ def scale_centres(mask: torch.Tensor) -> list[torch.Tensor]:
 
 def window_taps() -> torch.Tensor:
     """The 11 Gaussian taps (sigma 1.5) computed in float32 as ``pytorch_msssim`` computes them
-    (``_fspecial_gauss_1d``); they differ from ``app.metrics.ssim.gaussian_window``'s rounding of
+    (``_fspecial_gauss_1d``); they differ from ``app.scores.ssim.gaussian_window``'s rounding of
     the float64 taps in the last bit, which moves MS-SSIM by up to about 5e-7."""
     offsets = torch.arange(WINDOW_SIZE, dtype=torch.float32, device="cpu") - WINDOW_SIZE // 2
     taps = torch.exp(-(offsets**2) / (2 * SIGMA**2))
@@ -104,7 +104,7 @@ def _strip_maps(
     """The cs map (at the last scale the SSIM map) for output rows ``rows``: ``(n, C, h, w)``
     images -> ``(rows, n, C, w - 10)``. The ``5 n C`` moment planes lie side by side in each
     row, each ``padded`` wide (a multiple of ``BLOCK_ROWS``), so both filter passes are one
-    product each and equal planes give equal bits wherever they lie (``app.metrics.separable``).
+    product each and equal planes give equal bits wherever they lie (``app.scores.separable``).
     """
     count, channels, _, width = x.shape
     valid = width - 2 * _MARGIN

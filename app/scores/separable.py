@@ -16,7 +16,7 @@ exact zeros, so each output is the ``k``-tap dot product, summed in the BLAS's o
 That order can depend on where an operand lies: in ``filter_rows`` a column's last bit can
 change with its offset in the row (the BLAS works through the columns in panels), and in
 ``filter_columns`` the columns after the last full block take another path. Callers that need
-equal inputs to give equal bits (``app.metrics.ms_ssim``) keep each plane at an offset that is
+equal inputs to give equal bits (``app.scores.ms_ssim``) keep each plane at an offset that is
 a multiple of ``BLOCK_ROWS`` floats and its width a multiple of it.
 """
 

@@ -3,10 +3,10 @@ Difference Evaluator for Alternating Images", HPG 2020), as NVIDIA's reference i
 ``flip-evaluator`` 1.7 computes it (``FLIP.h``, LDR path, sRGB inputs).
 
 For a reference and a candidate, sRGB in [0, 1] (clamped), at ``ppd`` pixels per degree
-(``app.metrics.flip_viewing``; default 67.02):
+(``app.scores.flip_viewing``; default 67.02):
 
 1. Colour. sRGB -> linear -> XYZ -> YCxCz; each channel filtered by its contrast sensitivity
-   filter (``app.metrics.flip_filters``; Cz by a sum of two Gaussians); back to linear RGB,
+   filter (``app.scores.flip_filters``; Cz by a sum of two Gaussians); back to linear RGB,
    clamped to [0, 1]; -> CIELAB, Hunt adjustment; ``e = HyAB(ref, cand) ^ 0.7``;
    redistributed with ``c_max = HyAB(Hunt(green), Hunt(blue)) ^ 0.7``, ``p_c = 0.4``,
    ``p_t = 0.95``: ``e_c = e p_t / (p_c c_max)`` below ``p_c c_max``, else
@@ -19,7 +19,7 @@ For a reference and a candidate, sRGB in [0, 1] (clamped), at ``ppd`` pixels per
 
 Filters are separable (horizontal pass, then vertical), with the border pixels repeated
 (the reference clamps the sample index), and run as banded products
-(``app.metrics.separable``). All of it in float32, as the reference computes, in every
+(``app.scores.separable``). All of it in float32, as the reference computes, in every
 precision mode of the service: autocast and TF32 are switched off here (``fp32_math``).
 
 Pairs that are equal are recognised first: their map is exactly 0. References and candidates
@@ -29,7 +29,7 @@ image per product), so a pair's map never depends on its batch; on a GPU the bat
 through at once. Equals ``flip_evaluator.evaluate(ref, cand, "LDR")`` within
 1e-4 in the mean (measured: under 4e-6) and 3e-4 per pixel (measured: 1.4e-5 from 30 ppd up;
 where two colours nearly agree, HyAB^0.7 magnifies the float32 rounding of either side), in
-tests/metrics/test_flip.py.
+tests/scores/test_flip.py.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from app.metrics import colour
-from app.metrics.flip_filters import feature_taps, spatial_radius, spatial_taps
-from app.metrics.flip_viewing import DEFAULT_PPD
-from app.metrics.separable import (
+from app.scores import colour
+from app.scores.flip_filters import feature_taps, spatial_radius, spatial_taps
+from app.scores.flip_viewing import DEFAULT_PPD
+from app.scores.separable import (
     band_matrix,
     filter_columns,
     filter_rows,
@@ -220,7 +220,7 @@ def flip_map(
     in [0, 1]; 0 where the images agree, exactly 0 for a pair of equal images.
 
     ``ppd``: pixels per degree, one for the batch or one per pair (pairs that share one are
-    filtered together on a GPU); ``app.metrics.flip_viewing.resolve_ppd`` checks a user's.
+    filtered together on a GPU); ``app.scores.flip_viewing.resolve_ppd`` checks a user's.
     Raises ``ValueError`` when the shapes differ or are not ``(N, 3, H, W)``, or when ``ppd``
     has not one value per pair.
     """

@@ -7,8 +7,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from app.metrics import ssim, ssim_map
-from app.metrics.ssim import gaussian_window, reference_moments
+from app.scores import ssim, ssim_map
+from app.scores.ssim import gaussian_window, reference_moments
 from devtools.images import distort, photo, to_tensor
 
 PHOTOS = ("astronaut", "chelsea", "coffee")

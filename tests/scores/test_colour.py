@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import colour
+from app.scores import colour
 
 D65 = np.array([0.950428545, 1.0, 1.088900371])
 RGB_TO_XYZ = np.array(

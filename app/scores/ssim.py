@@ -24,8 +24,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from app.metrics.constants import constant
-from app.metrics.masks import SSIM_WINDOW, window_centres
+from app.scores.constants import constant
+from app.scores.masks import SSIM_WINDOW, window_centres
 
 WINDOW_SIZE = SSIM_WINDOW
 SIGMA = 1.5
@@ -156,7 +156,7 @@ def ssim(
 ) -> torch.Tensor:
     """Mean SSIM per pair: ``(N, C, H, W) x2 -> (N,)``; 1 for identical images.
 
-    ``mask`` ``(N, 1, H, W)`` (a region of interest, ``app.metrics.masks``): average only over
+    ``mask`` ``(N, 1, H, W)`` (a region of interest, ``app.scores.masks``): average only over
     the window positions whose centre lies inside it."""
     local = ssim_map(x, y, data_range=data_range, window=window, x_moments=x_moments)
     if mask is None:

@@ -5,7 +5,7 @@
 for an observer ``d`` metres from a monitor ``w`` metres wide showing ``p`` pixels across
 (Andersson et al. 2020, section 4; ``FLIP::calculatePPD``). The reference tool's defaults,
 0.7 m from a 0.7 m wide 3840-pixel monitor, give 67.0206 ppd. FLIP's filter widths scale with
-ppd (``app.metrics.flip_filters``), so it must be finite and positive; this service also bounds
+ppd (``app.scores.flip_filters``), so it must be finite and positive; this service also bounds
 it to [``MIN_PPD``, ``MAX_PPD``]: below 1 ppd a pixel spans more than a degree and the filters
 shrink to 3 taps, above 600 ppd (an 8K monitor seen from 3 m) the filters pass 165 taps and the
 cost grows with them. The value is rounded to float32, as the reference tool stores it.

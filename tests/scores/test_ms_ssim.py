@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from app.errors import ImageTooSmall, ImageTooSmallForScore
-from app.metrics import ms_ssim, scale_centres
-from app.metrics.ms_ssim import MIN_SIDE, WEIGHTS, check_size
+from app.scores import ms_ssim, scale_centres
+from app.scores.ms_ssim import MIN_SIDE, WEIGHTS, check_size
 from devtools.images import distort, photo, to_tensor
 
 TOLERANCE = 1e-5  # the bound; measured: under 1e-6 (float32 against float64)
@@ -76,7 +76,7 @@ def test_a_pair_scores_the_same_alone_and_in_any_batch() -> None:
 
 
 def test_strips_do_not_change_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    ms_ssim_module = sys.modules["app.metrics.ms_ssim"]
+    ms_ssim_module = sys.modules["app.scores.ms_ssim"]
     x, y = pair("astronaut", "jpeg", (300, 260))
     mask = torch.zeros(1, 1, 300, 260, dtype=torch.bool)
     mask[:, :, 20:250, 30:170] = True

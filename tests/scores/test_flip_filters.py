@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from app.metrics.flip_filters import feature_radius, feature_taps, spatial_radius, spatial_taps
-from app.metrics.flip_viewing import DEFAULT_PPD
+from app.scores.flip_filters import feature_radius, feature_taps, spatial_radius, spatial_taps
+from app.scores.flip_viewing import DEFAULT_PPD
 
 
 def gaussian(x: np.ndarray, a: float, b: float) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from app.errors import InvalidRequest, InvalidViewingConditions
-from app.metrics.flip_viewing import (
+from app.scores.flip_viewing import (
     DEFAULT_PPD,
     MAX_PPD,
     MIN_PPD,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import composite, dists, tap_weights
-from tests.metrics.conftest import PAIR_IDS, PAIRS, SIDE, DistsSides
+from app.scores import composite, dists, tap_weights
+from tests.scores.conftest import PAIR_IDS, PAIRS, SIDE, DistsSides
 
 # The tolerance: 1e-4 relative, 1e-6 absolute for tiny values. The package computes
 # 1 - sum(...) in float32, which leaves it about 1e-7 absolute off on these scores (0.003 to

@@ -143,7 +143,9 @@ def choose(page: Page, reference: Path, candidates: Sequence[Path]) -> None:
 
 
 def submit(page: Page) -> str:
-    """Press Compare and wait for the answer; the final ``#results[data-state]``."""
+    """Press Compare and wait for the answer; the final ``#results[data-state]`` (the previous
+    answer's state is cleared first, so it is never read as this one's)."""
+    page.evaluate("document.getElementById('results').removeAttribute('data-state')")
     page.click("button[type=submit]")
     return wait_for_result(page)
 

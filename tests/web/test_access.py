@@ -61,6 +61,10 @@ def test_api_key_flow(open_page: OpenPage, keyed_url: str, photos: Photos) -> No
     assert "refused this API key" in (page.text_content("#status") or "")
 
     page.fill("#api-key", KEY)
+    # the picker grows once the server lists its scores for this key: let it settle first, so
+    # the Compare button is where the click lands
+    page.dispatch_event("#api-key", "change")
+    page.wait_for_selector("input[name=scores][value=flip]", state="attached")
     assert submit(page) == "done", page.text_content("#status")
     assert sent == [None, "Bearer not-the-key-but-long-enough", f"Bearer {KEY}"]
     assert page.evaluate("sessionStorage.getItem('simscore.apiKey')") == KEY

@@ -13,7 +13,7 @@ from app.api.errors import error_item
 from app.api.fields import (
     CANDIDATES,
     REFERENCE,
-    SCORING,
+    SCORE_OPTIONS,
     THRESHOLDS,
     VIEWING,
     compare_options,
@@ -31,7 +31,7 @@ from app.verdicts import Thresholds
 
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score many candidates against one reference"
-FORM = FormSpec("CompareBatchForm", (REFERENCE, CANDIDATES, *SCORING, THRESHOLDS, *VIEWING))
+FORM = FormSpec("CompareBatchForm", (REFERENCE, CANDIDATES, *SCORE_OPTIONS, THRESHOLDS, *VIEWING))
 
 
 @scoring_post(router, "/compare/batch", FORM, SUMMARY, response_model=BatchResponse)

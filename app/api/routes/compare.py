@@ -13,7 +13,7 @@ from app.api.fields import (
     INCLUDE_MAP,
     INCLUDED_MAP_KIND,
     REFERENCE,
-    SCORING,
+    SCORE_OPTIONS,
     THRESHOLDS,
     VIEWING,
     compare_options,
@@ -33,7 +33,7 @@ FORM = FormSpec(
     (
         REFERENCE,
         CANDIDATE,
-        *SCORING,
+        *SCORE_OPTIONS,
         INCLUDE_MAP,
         INCLUDED_MAP_KIND,
         THRESHOLDS,

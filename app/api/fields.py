@@ -108,6 +108,9 @@ MONITOR_WIDTH_PX = TextField(
     "monitor_width_px", "FLIP: the monitor's width in pixels (default 3840).", _NUMBER
 )
 VIEWING = (PPD, DISTANCE_M, MONITOR_WIDTH_M, MONITOR_WIDTH_PX)
+SCORE_OPTIONS = (MASK, SCORES, METRICS, SIZE_POLICY)
+"""What to compare and how, in a scoring form's order after its images (``compare_options``
+reads these and ``VIEWING``)."""
 INCLUDE_MAP = TextField(
     "include_map",
     "Also return the map_kind difference map as base64 PNG in map_png_base64.",

@@ -16,6 +16,12 @@ from app.verdicts import Thresholds, directions_text
 from app.vocabulary import SCORE_NAMES, TAP_NAMES
 
 
+def _absent_if_null(description: str) -> Any:
+    """A field that defaults to null and, while null, is left out of the answer (not written
+    as null)."""
+    return Field(None, description=description, exclude_if=lambda value: value is None)
+
+
 class Scores(BaseModel):
     """Every score (GET /scores lists them). A request that names no scores gets the first five;
     of those, one not asked for is null. The opt-in scores (lpips, lpips_vgg, dists, flip,
@@ -41,40 +47,30 @@ class Scores(BaseModel):
         description="10 log10(1 / mse) in dB; null when the images are identical (infinite PSNR) "
         "or when not asked for.",
     )
-    lpips: float | None = Field(
-        None,
-        description="LPIPS v0.1 with AlexNet (Zhang et al., CVPR 2018), as lpips.LPIPS(net='alex', "
+    lpips: float | None = _absent_if_null(
+        "LPIPS v0.1 with AlexNet (Zhang et al., CVPR 2018), as lpips.LPIPS(net='alex', "
         "version='0.1') with normalize=True. 0 for identical images; lower is more alike. "
-        "Opt-in (scores=lpips): absent from the answer unless asked for.",
-        exclude_if=lambda value: value is None,
+        "Opt-in (scores=lpips): absent from the answer unless asked for."
     )
-    lpips_vgg: float | None = Field(
-        None,
-        description="LPIPS v0.1 with VGG16, as lpips.LPIPS(net='vgg', version='0.1'). 0 for "
-        "identical images; lower is more alike. Opt-in: absent unless asked for.",
-        exclude_if=lambda value: value is None,
+    lpips_vgg: float | None = _absent_if_null(
+        "LPIPS v0.1 with VGG16, as lpips.LPIPS(net='vgg', version='0.1'). 0 for "
+        "identical images; lower is more alike. Opt-in: absent unless asked for."
     )
-    dists: float | None = Field(
-        None,
-        description="DISTS (Ding et al., TPAMI 2020), as DISTS_pytorch.DISTS(). 0 for identical "
-        "images; lower is more alike. Opt-in: absent unless asked for.",
-        exclude_if=lambda value: value is None,
+    dists: float | None = _absent_if_null(
+        "DISTS (Ding et al., TPAMI 2020), as DISTS_pytorch.DISTS(). 0 for identical "
+        "images; lower is more alike. Opt-in: absent unless asked for."
     )
-    flip: float | None = Field(
-        None,
-        description="LDR-FLIP (Andersson et al., HPG 2020), the mean of the per-pixel error as "
+    flip: float | None = _absent_if_null(
+        "LDR-FLIP (Andersson et al., HPG 2020), the mean of the per-pixel error as "
         "flip-evaluator 1.7 computes it, at the request's viewing conditions (default 67.02 "
         "pixels per degree). In [0, 1]; 0 for identical images; lower is more alike. Opt-in: "
-        "absent unless asked for.",
-        exclude_if=lambda value: value is None,
+        "absent unless asked for."
     )
-    ms_ssim: float | None = Field(
-        None,
-        description="MS-SSIM (Wang, Simoncelli and Bovik, 2003) as pytorch_msssim 1.0.0 computes "
+    ms_ssim: float | None = _absent_if_null(
+        "MS-SSIM (Wang, Simoncelli and Bovik, 2003) as pytorch_msssim 1.0.0 computes "
         "it with data_range=1: five scales, weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333. 1 for "
         "identical images; higher is more alike; both sides at least 161 px. Opt-in: absent "
-        "unless asked for.",
-        exclude_if=lambda value: value is None,
+        "unless asked for."
     )
 
 
@@ -221,11 +217,9 @@ class BatchResponse(BaseModel):
         description="In the order the candidates were given: a /compare object, or "
         '{"error": {"status": ..., "detail": ...}} for a candidate that failed alone.'
     )
-    summary: BatchSummary | None = Field(
-        None,
-        description="With thresholds: how many candidates passed, failed, and could not be "
-        "scored (errors). Absent without thresholds.",
-        exclude_if=lambda value: value is None,
+    summary: BatchSummary | None = _absent_if_null(
+        "With thresholds: how many candidates passed, failed, and could not be "
+        "scored (errors). Absent without thresholds."
     )
 
 

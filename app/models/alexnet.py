@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from app.models.taps import LPIPS_SCALE, LPIPS_SHIFT, TapNetwork
+from app.models.taps import TapNetwork, lpips_tap_network
 
 # torchvision ``features`` indices of relu1 .. relu5 (lpips's slices end there).
 ALEXNET_TAPS: tuple[int, ...] = (1, 4, 7, 9, 11)
@@ -48,8 +48,4 @@ def lpips_alexnet(features: nn.Sequential) -> TapNetwork:
     Inputs are scaled to [-1, 1] and through LPIPS's ``ScalingLayer``, as
     ``LPIPS(net='alex', version='0.1')(x, y, normalize=True)`` does.
     """
-    if len(features) != ALEXNET_TAPS[-1] + 1:
-        raise ValueError(f"expected AlexNet features[:{ALEXNET_TAPS[-1] + 1}], got {len(features)}")
-    return TapNetwork(
-        features, ALEXNET_TAPS, gain=2.0, offset=1.0, shift=LPIPS_SHIFT, scale=LPIPS_SCALE
-    )
+    return lpips_tap_network(features, ALEXNET_TAPS, "AlexNet")

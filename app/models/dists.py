@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.models.taps import IMAGENET_MEAN, IMAGENET_STD, TapNetwork
+from app.models.taps import IMAGENET_MEAN, IMAGENET_STD, TapNetwork, check_features
 from app.models.vgg16 import VGG16_TAPS
 
 DISTS_CHANNELS: tuple[int, ...] = (3, 64, 128, 256, 512, 512)
@@ -48,8 +48,7 @@ class L2Pooling(nn.Module):
 def dists_vgg16(features: nn.Sequential) -> TapNetwork:
     """The DISTS network on VGG16 ``features[:30]`` (whose max pools it replaces):
     ``(N, 3, H, W)`` in [0, 1] -> 6 taps with ``DISTS_CHANNELS``, the first the input itself."""
-    if len(features) != VGG16_TAPS[-1] + 1:
-        raise ValueError(f"expected VGG16 features[:{VGG16_TAPS[-1] + 1}], got {len(features)}")
+    check_features(features, VGG16_TAPS, "VGG16")
     layers = list(features.children())
     for index, channels in zip(POOL_INDICES, POOL_CHANNELS, strict=True):
         if not isinstance(layers[index], nn.MaxPool2d):

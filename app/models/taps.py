@@ -73,3 +73,17 @@ class TapNetwork(nn.Module):
             if index in self.taps:
                 found.append(x)
         return found
+
+
+def check_features(features: nn.Sequential, taps: Sequence[int], name: str) -> None:
+    """ValueError unless ``features`` has the length of ``name``'s torchvision ``features`` cut
+    after its last tap."""
+    if len(features) != taps[-1] + 1:
+        raise ValueError(f"expected {name} features[:{taps[-1] + 1}], got {len(features)}")
+
+
+def lpips_tap_network(features: nn.Sequential, taps: Sequence[int], name: str) -> TapNetwork:
+    """``name``'s ``features`` (as ``check_features`` checks them) tapped at ``taps``, behind
+    LPIPS's input transform: ``normalize=True`` (gain 2, offset 1), then ``ScalingLayer``."""
+    check_features(features, taps, name)
+    return TapNetwork(features, taps, gain=2.0, offset=1.0, shift=LPIPS_SHIFT, scale=LPIPS_SCALE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from app.models.taps import LPIPS_SCALE, LPIPS_SHIFT, TapNetwork
+from app.models.taps import TapNetwork, lpips_tap_network
 
 # torchvision ``features`` indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 VGG16_TAPS: tuple[int, ...] = (3, 8, 15, 22, 29)
@@ -33,8 +33,4 @@ def lpips_vgg16(features: nn.Sequential) -> TapNetwork:
     Inputs are scaled to [-1, 1] and through LPIPS's ``ScalingLayer``, as
     ``LPIPS(net='vgg', version='0.1')(x, y, normalize=True)`` does.
     """
-    if len(features) != VGG16_TAPS[-1] + 1:
-        raise ValueError(f"expected VGG16 features[:{VGG16_TAPS[-1] + 1}], got {len(features)}")
-    return TapNetwork(
-        features, VGG16_TAPS, gain=2.0, offset=1.0, shift=LPIPS_SHIFT, scale=LPIPS_SCALE
-    )
+    return lpips_tap_network(features, VGG16_TAPS, "VGG16")

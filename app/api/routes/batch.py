@@ -12,11 +12,8 @@ from app.api.error_schemas import BatchItemError, ErrorBody
 from app.api.errors import error_item
 from app.api.fields import (
     CANDIDATES,
-    MASK,
-    METRICS,
     REFERENCE,
-    SCORES,
-    SIZE_POLICY,
+    SCORE_OPTIONS,
     THRESHOLDS,
     VIEWING,
     compare_options,
@@ -34,10 +31,7 @@ from app.verdicts import Thresholds
 
 router = APIRouter(tags=["compare"])
 SUMMARY = "Score many candidates against one reference"
-FORM = FormSpec(
-    "CompareBatchForm",
-    (REFERENCE, CANDIDATES, MASK, SCORES, METRICS, SIZE_POLICY, THRESHOLDS, *VIEWING),
-)
+FORM = FormSpec("CompareBatchForm", (REFERENCE, CANDIDATES, *SCORE_OPTIONS, THRESHOLDS, *VIEWING))
 
 
 @scoring_post(router, "/compare/batch", FORM, SUMMARY, response_model=BatchResponse)

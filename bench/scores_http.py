@@ -3,6 +3,8 @@ next to a vgg request. Prints Markdown with the machine (recorded in docs/benchm
 test.
 
     .venv/bin/python bench/scores_http.py            # 256 px, 16 clients, 3 rounds of 20 s
+    .venv/bin/python bench/scores_http.py --scores dists --seconds 90   # dists alone, long
+                                                     # rounds (a batch of 16 takes ~15 s here)
     .venv/bin/python bench/scores_http.py --quick    # 64 px, 4 clients, 1 round of 5 s
 
 One ``simscore serve`` process (``SIMSCORE_WEIGHTS=random``: every backbone random, all scores
@@ -99,13 +101,15 @@ def run(args: argparse.Namespace, out: Path) -> tuple[list[list[str]], dict[str,
     count: int = args.clients
     seconds: float = args.seconds
     x, y = decoded_pairs(args.side, count)
-    bodies = {score: square_bodies(args.side, count, score) for score in (*PACKAGE_SCORES, "vgg")}
-    packages = {score: package(score) for score in PACKAGE_SCORES}
+    chosen = tuple(score for score in PACKAGE_SCORES if score in args.scores.split(","))
+    served = (*chosen, "vgg") if "lpips" in chosen else chosen  # vgg: the lpips request cost
+    bodies = {score: square_bodies(args.side, count, score) for score in served}
+    packages = {score: package(score) for score in chosen}
     rates: dict[str, list[float]] = {}
     contenders: dict[str, Callable[[], float]] = {}
     env = service_env(max_batch_size=count, warmup_sides=args.side, max_wait_ms=args.wait_ms)
     with serve_process(env, out / "server.log", ready_timeout_s=900) as server:
-        for score in (*PACKAGE_SCORES, "vgg"):
+        for score in served:
 
             def http(s: str = score, url: str = server.url) -> float:
                 return run_load(url, bodies[s], clients=count, seconds=seconds).pairs_per_s
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace, out: Path) -> tuple[list[list[str]], dict[str,
                 print(f"round {k}: {name}: {rates[name][-1]:.2f} pairs/s", file=sys.stderr)
         agree = {
             score: agreement(server.url, bodies[score], packages[score](x, y), score)
-            for score in PACKAGE_SCORES
+            for score in chosen
         }
     median = {name: statistics.median(values) for name, values in rates.items()}
     rows = []
@@ -157,6 +161,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wait-ms", type=float, default=20.0)
+    parser.add_argument("--scores", default="lpips,dists", help="of lpips, dists (default both)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/scores_http"))
     args = parser.parse_args()
@@ -170,11 +175,15 @@ def main() -> int:
     headers = ["contender", "pairs/s", "vs one at a time", f"vs batches of {args.clients}"]
     print(table([*headers, "max rel. diff"], rows))
     median = data["median"]
-    cost = median["vgg: service over HTTP"] / median["lpips: service over HTTP"]
+    if "vgg: service over HTTP" in median:
+        cost = median["vgg: service over HTTP"] / median["lpips: service over HTTP"]
+        print(
+            f"\nlpips / vgg request cost: {cost:.2f} (a vgg request's pairs/s over an lpips "
+            "request's)."
+        )
     print(
-        f"\nlpips / vgg request cost: {cost:.2f} (a vgg request's pairs/s over an lpips "
-        f"request's). Median of {args.rounds} interleaved rounds of {args.seconds:g} s (HTTP) "
-        f"or {args.clients} pairs (packages). Load average at the end: {load_average()}."
+        f"\nMedian of {args.rounds} interleaved rounds of {args.seconds:g} s (HTTP) or "
+        f"{args.clients} pairs (packages). Load average at the end: {load_average()}."
     )
     return 0
 

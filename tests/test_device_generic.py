@@ -149,7 +149,7 @@ CPU_BY_DESIGN = {
     ("imaging/decode.py", "*"): "decoding makes host tensors; the runner uploads them per batch",
     ("models/vgg.py", "__init__"): "module buffers: they move with the module (.to(device))",
     ("models/weights/backbones.py", "random_state_dict"): "made on the CPU, then loaded",
-    ("metrics/ssim.py", "gaussian_window"): "11 float64 taps; _window_for moves them to x.device",
+    ("scores/ssim.py", "gaussian_window"): "11 float64 taps; _window_for moves them to x.device",
 }
 
 

@@ -18,12 +18,14 @@ from bench.http_load import service_env
 from devtools.env import child_env, python_path
 
 WHEELS = "/tmp/site"  # where the device call installs the service's wheels
+CLIENT = str(ROOT / "clients" / "python" / "src")  # this checkout's client, in front too
 
 
 def test_service_env_extends_the_callers_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([WHEELS, "/work/clients/python/src"]))
     env = service_env(device="cuda", precision="bf16")
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), WHEELS, "/work/clients/python/src"]
+    expected = [str(ROOT), CLIENT, WHEELS, "/work/clients/python/src"]
+    assert env["PYTHONPATH"].split(os.pathsep) == expected
     assert env["SIMSCORE_DEVICE"] == "cuda" and env["SIMSCORE_PRECISION"] == "bf16"
 
 
@@ -42,7 +44,7 @@ def test_the_server_process_gets_both(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(subprocess, "Popen", popen)
     with pytest.raises(Started), servers.serve_process(service_env(), tmp_path / "log"):
         pass
-    assert seen["PYTHONPATH"].split(os.pathsep) == [str(ROOT), WHEELS]
+    assert seen["PYTHONPATH"].split(os.pathsep) == [str(ROOT), CLIENT, WHEELS]
     assert seen["SIMSCORE_WEIGHTS"] == "random"
 
 

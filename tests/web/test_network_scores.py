@@ -1,6 +1,6 @@
 """The review page and the opt-in scores: the picker from GET /scores (an unavailable score
 disabled with the server's reason), their columns in the table (sortable, worst first), their
-rows in the pair view, the CSV export with their columns, and the LPIPS heat maps."""
+rows in the pair view, the CSV export with their columns, and the LPIPS and FLIP heat maps."""
 
 from __future__ import annotations
 
@@ -153,14 +153,14 @@ def test_the_csv_has_the_extra_columns_as_the_command_line_writes_them(
     assert payload == out.getvalue().encode()
 
 
-def test_the_lpips_heat_maps_come_from_the_server(
+def test_the_lpips_and_flip_heat_maps_come_from_the_server(
     networks_page: Page, photos: Photos, networks_url: str
 ) -> None:
     page = networks_page
     choose(page, photos.reference, [photos.colour])
     assert submit(page) == "done"
     page.click("button[data-view=heatmap]")
-    for kind in ("lpips", "lpips_vgg"):
+    for kind in ("lpips", "lpips_vgg", "flip"):  # flip: its error map in magma
         button = page.locator(f"button[data-map-kind={kind}]")
         assert button.is_visible()
         with page.expect_response(lambda r: r.url.endswith("/compare/map")) as answer:

@@ -217,3 +217,28 @@ def test_a_real_cuda_out_of_memory_is_recognised() -> None:
         torch.empty(free * 4, dtype=torch.uint8, device="cuda")
     assert is_out_of_memory(caught.value)
     torch.cuda.empty_cache()
+
+
+OPT_IN = "lpips,lpips_vgg,dists,flip,ms_ssim"
+
+
+def test_the_opt_in_scores_on_cuda_agree_with_the_cpu(
+    network_settings: Callable[..., Settings],
+) -> None:
+    """lpips, lpips_vgg and dists (their networks on the card, fp32 with TF32 off), flip and
+    ms_ssim (no network: their filters on the card) against the same server on the CPU, on a
+    192 px photograph pair (ms_ssim needs 161 px); the flip map too."""
+    image = photo("coffee", 192)
+    files = pair_files(encode(image), encode(distort(image, "jpeg")))
+    bodies = {}
+    for device in ("cpu", "cuda"):
+        settings = network_settings(device=device, precision="fp32", tf32=False)
+        with running_client(settings) as client:
+            response = client.post("/compare", files=files, data={"scores": OPT_IN})
+            assert response.status_code == 200, response.text
+            bodies[device] = response.json()
+            shown = client.post("/compare/map", files=files, data={"map_kind": "flip"})
+            assert shown.status_code == 200, shown.text
+    for name in OPT_IN.split(","):
+        cpu, gpu = bodies["cpu"]["scores"][name], bodies["cuda"]["scores"][name]
+        assert gpu == pytest.approx(cpu, rel=REL_FP32, abs=1e-6), name

@@ -13,7 +13,10 @@ a shared machine lands on all of them alike; medians):
 * ``flip`` (``app.scores.flip.flip_map`` on the batch, then the means) against NVIDIA's
   ``flip_evaluator.evaluate(ref, test, "LDR")`` (C++, OpenMP on all cores) scoring the same
   pairs one after the other, as its API takes them: pairs per second. The HTTP side (the service
-  under load) is a later benchmark.
+  under load) is ``bench/flip_http.py``;
+* a /compare/batch's case, the first reference against every candidate: ``ms_ssim_against``
+  and ``flip_against`` (the reference's share done once) against the same functions with the
+  reference repeated per pair.
 
 The largest difference of the scores from each reference is printed beside the times. On the
 CPU the glibc allocator is tuned as the service tunes it.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.scores import flip_map, mean_error, ms_ssim
+from app.scores import flip_against, flip_map, mean_error, ms_ssim, ms_ssim_against
 from app.scoring.device import tune_cpu_allocator
 from bench.common import header, interleaved, table
 from devtools.images import photo_pair
@@ -60,6 +64,30 @@ def ms_ssim_section(
         ["pytorch_msssim 1.0.0 (cpu)", f"{times['pytorch_msssim'] * 1000:.0f}",
          f"{count / times['pytorch_msssim']:.1f}", "1.00x", "0 (float64: ref.)"],
     ]  # fmt: skip
+
+
+def shared_section(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, rounds: int
+) -> list[list[str]]:
+    """One reference against every candidate (a /compare/batch): the reference's share done
+    once (``flip_against``, ``ms_ssim_against``) against the reference repeated per pair."""
+    reference, candidates = x[:1].to(device), y.to(device)
+    repeated = reference.expand_as(candidates).contiguous()
+    contenders: dict[str, Callable[[], torch.Tensor]] = {
+        "ms_ssim_against": lambda: ms_ssim_against(reference, candidates).cpu(),
+        "ms_ssim, reference repeated": lambda: ms_ssim(repeated, candidates).cpu(),
+        "flip_against": lambda: mean_error(flip_against(reference, candidates)).cpu(),
+        "flip_map, reference repeated": lambda: mean_error(flip_map(repeated, candidates)).cpu(),
+    }
+    times = interleaved(dict(contenders), rounds=rounds, device=device)
+    rows = []
+    for shared, alone in (("ms_ssim_against", "ms_ssim, reference repeated"),
+                          ("flip_against", "flip_map, reference repeated")):  # fmt: skip
+        worst = float((contenders[shared]() - contenders[alone]()).abs().max())
+        rows.append([shared, f"{times[shared] * 1000:.0f}",
+                     f"{times[shared] / times[alone]:.2f}x", f"{worst:.1e}"])  # fmt: skip
+        rows.append([alone, f"{times[alone] * 1000:.0f}", "1.00x", ""])
+    return rows
 
 
 def flip_section(
@@ -117,6 +145,10 @@ def main() -> None:
         print()
         rows = flip_section(x, y, device, args.rounds)
         print(table(["flip", "ms/pair", "pairs/s", "rate vs ref", "max abs diff"], rows))
+        print()
+        rows = shared_section(x, y, device, args.rounds)
+        headers = ["one reference, every candidate", "ms", "time vs repeated", "max abs diff"]
+        print(table(headers, rows))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from app.scores.flip import flip, flip_against, flip_map, mean_error
 from app.scores.gram import gram_matrices, gram_matrix, style_distance
 from app.scores.lpips import lpips, lpips_map
 from app.scores.masks import composite, coverage, tap_weights, window_centres
-from app.scores.ms_ssim import ms_ssim, scale_centres
+from app.scores.ms_ssim import ms_ssim, ms_ssim_against, scale_centres
 from app.scores.mse import mse, psnr
 from app.scores.perceptual import VGG_TAP_WEIGHTS, vgg_distance
 from app.scores.ssim import gaussian_window, reference_moments, ssim, ssim_map
@@ -25,6 +25,7 @@ __all__ = [
     "lpips_map",
     "mean_error",
     "ms_ssim",
+    "ms_ssim_against",
     "mse",
     "psnr",
     "reference_moments",

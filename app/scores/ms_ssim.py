@@ -33,6 +33,7 @@ batch, and equal images give exactly 1 (tests/scores/test_ms_ssim.py).
 from __future__ import annotations
 
 import functools
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -101,27 +102,34 @@ def _band(device: torch.device) -> torch.Tensor:
 def _strip_maps(
     x: torch.Tensor, y: torch.Tensor, rows: slice, data_range: float, last: bool
 ) -> torch.Tensor:
-    """The cs map (at the last scale the SSIM map) for output rows ``rows``: ``(n, C, h, w)``
-    images -> ``(rows, n, C, w - 10)``. The ``5 n C`` moment planes lie side by side in each
-    row, each ``padded`` wide (a multiple of ``BLOCK_ROWS``), so both filter passes are one
-    product each and equal planes give equal bits wherever they lie (``app.scores.separable``).
+    """The cs map (at the last scale the SSIM map) for output rows ``rows``: ``(r, C, h, w)``
+    references (``r`` = 1: one shared by every candidate, or one per candidate) and ``(n, C, h,
+    w)`` candidates -> ``(rows, n, C, w - 10)``. The moment planes (``2 r C`` of the
+    references, ``3 n C`` of the candidates and the products) lie side by side in each row,
+    each ``padded`` wide (a multiple of ``BLOCK_ROWS``), so both filter passes are one product
+    each and equal planes give equal bits wherever they lie (``app.scores.separable``): a shared
+    reference is filtered once, and a pair's map is the same whichever way it came.
     """
-    count, channels, _, width = x.shape
+    refs, (count, channels, _, width) = x.shape[0], y.shape
     valid = width - 2 * _MARGIN
     padded = -(-valid // BLOCK_ROWS) * BLOCK_ROWS
     source = slice(rows.start, rows.stop + 2 * _MARGIN)
     rows_x, rows_y = x[:, :, source].permute(2, 0, 1, 3), y[:, :, source].permute(2, 0, 1, 3)
     height = rows_x.shape[0]
-    stack = x.new_empty(height, 5, count, channels, padded + 2 * _MARGIN)
+    stack = x.new_empty(height, 2 * refs + 3 * count, channels, padded + 2 * _MARGIN)
     stack[..., width:] = 0.0  # columns past the image: filtered, then cut off
-    for index, moment in enumerate((rows_x, rows_y, rows_x * rows_x, rows_y * rows_y)):
-        stack[:, index, ..., :width] = moment
-    torch.mul(rows_x, rows_y, out=stack[:, 4, ..., :width])
+    bounds = [0, refs, 2 * refs, 2 * refs + count, 2 * refs + 2 * count, 2 * refs + 3 * count]
+    planes = [stack[:, a:b, :, :width] for a, b in itertools.pairwise(bounds)]
+    planes[0].copy_(rows_x)
+    torch.mul(rows_x, rows_x, out=planes[1])
+    planes[2].copy_(rows_y)
+    torch.mul(rows_y, rows_y, out=planes[3])
+    torch.mul(rows_x, rows_y, out=planes[4])
     band = _band(x.device)
     across = filter_columns(stack.view(-1, padded + 2 * _MARGIN), band)
     down = filter_rows(across.view(height, -1), band)
-    moments = down.view(height - 2 * _MARGIN, 5, count, channels, padded)[..., :valid]
-    mu_x, mu_y, xx, yy, xy = moments.unbind(1)
+    moments = down.view(height - 2 * _MARGIN, -1, channels, padded)[..., :valid]
+    mu_x, xx, mu_y, yy, xy = (moments[:, a:b] for a, b in itertools.pairwise(bounds))
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
     cs = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
@@ -139,7 +147,7 @@ def _scale_means(
     Strips of ``STRIP_ROWS`` output rows keep the working set small whatever the batch; each
     strip's sums run along a row first, then (serially, a small tensor) down the strip, so a
     pair's sums take the same order whatever its batch."""
-    count, channels, height, width = x.shape
+    count, channels, height, width = y.shape
     valid = height - 2 * _MARGIN
     inside = None if centres is None else centres.permute(2, 0, 1, 3)  # (h, n, 1, w)
     total = x.new_zeros(count, channels, dtype=torch.float64)
@@ -157,7 +165,8 @@ def _scale_means(
 def _pairs(
     x: torch.Tensor, y: torch.Tensor, data_range: float, centres: list[torch.Tensor] | None
 ) -> torch.Tensor:
-    """MS-SSIM of the pairs of ``x`` and ``y``, all at once: ``(n, C, H, W)`` x2 -> ``(n,)``."""
+    """MS-SSIM of the pairs of ``x`` and ``y``, all at once: ``(n, C, H, W)`` x2, or one
+    shared reference ``(1, C, H, W)`` and ``(n, C, H, W)`` candidates -> ``(n,)``."""
     x, y = x.float(), y.float()
     factors = []
     for scale, weight in enumerate(WEIGHTS):
@@ -189,3 +198,32 @@ def ms_ssim(
     centres = None if mask is None else scale_centres(mask)
     with fp32_math(x.device), one_blas_thread(x.device):
         return _pairs(x, y, data_range, centres)
+
+
+def ms_ssim_against(
+    reference: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MS-SSIM of several candidates against one reference, the reference's share done once
+    (its pyramid and the filtering of its two moment planes): ``(1, C, H, W)`` and ``(n, C, H,
+    W)`` -> ``(n,)``, each equal to ``ms_ssim`` of the pair (bit for bit: equal planes are
+    filtered to equal bits wherever they lie). ``mask`` ``(n, 1, H, W)``: one per candidate.
+
+    Raises as ``ms_ssim`` does, and ``ValueError`` for a reference that is not one image of the
+    candidates' size."""
+    if (
+        reference.dim() != 4
+        or reference.shape[0] != 1
+        or reference.shape[1:] != candidates.shape[1:]
+    ):
+        raise ValueError(
+            "need a (1, C, H, W) reference and (n, C, H, W) candidates of its size, got "
+            f"{tuple(reference.shape)}, {tuple(candidates.shape)}"
+        )
+    check_size(*candidates.shape[-2:])
+    centres = None if mask is None else scale_centres(mask)
+    with fp32_math(candidates.device), one_blas_thread(candidates.device):
+        return _pairs(reference, candidates, data_range, centres)

@@ -129,7 +129,7 @@ class Scorer:
                 self._feature_scores(sheet, refs, images, rows, regions)
             self.network_scores.score(sheet, refs, images, regions)
             score_flip(sheet, list(pairs), refs, (x, y), regions, self.timings)
-            score_ms_ssim(sheet, (x, y), regions, self.timings)
+            score_ms_ssim(sheet, refs, (x, y), regions, self.timings)
             refs.store()
             cached = [refs.from_cache(row) for row in range(len(pairs))]
             return sheet.read_back(self.runner.download, cached)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from app.errors import ImageTooSmall, ImageTooSmallForScore
-from app.scores import ms_ssim, scale_centres
+from app.scores import ms_ssim, ms_ssim_against, scale_centres
 from app.scores.ms_ssim import MIN_SIDE, WEIGHTS, check_size
 from devtools.images import distort, photo, to_tensor
 
@@ -57,6 +57,29 @@ def test_ms_ssim_matches_pytorch_msssim(name: str, kind: str, crop: tuple[int, i
 def test_identical_images_give_one() -> None:
     x, _ = pair("chelsea", "noise", (161, 203))
     assert ms_ssim(x, x.clone()).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_one_reference_against_many_candidates_is_each_pair_alone() -> None:
+    """``ms_ssim_against`` filters the shared reference once; each candidate's value is the
+    pair's own (masked too), and matches pytorch_msssim."""
+    x, _ = pair("coffee", "jpeg", (200, 230))
+    image = photo("coffee")[:200, :230]
+    y = torch.cat([to_tensor(distort(image, kind))[None] for kind in ("jpeg", "noise", "blur")])
+    shared = ms_ssim_against(x, y)
+    assert shared.shape == (3,) and shared.dtype == torch.float64
+    repeated = ms_ssim(x.expand_as(y), y)
+    torch.testing.assert_close(shared, repeated, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        shared.numpy(), expected(x.expand_as(y), y).numpy(), rtol=0, atol=TOLERANCE
+    )
+    mask = torch.zeros(3, 1, 200, 230, dtype=torch.bool)
+    mask[:, :, 20:180, 30:200] = True
+    mask[1, :, 100:, :] = False  # masks differ per candidate
+    torch.testing.assert_close(
+        ms_ssim_against(x, y, mask=mask), ms_ssim(x.expand_as(y), y, mask=mask), rtol=0, atol=1e-12
+    )
+    with pytest.raises(ValueError, match="reference"):
+        ms_ssim_against(x.expand_as(y), y)
 
 
 def test_a_pair_scores_the_same_alone_and_in_any_batch() -> None:

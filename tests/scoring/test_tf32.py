@@ -33,7 +33,7 @@ SIDE = 168  # ms_ssim needs 161 px
 METRICS = ("mse", "psnr", "ssim", "reference_moments", "gram_matrices", "style_distance",
            "vgg_distance")  # fmt: skip
 NETWORK_METRICS = ("lpips", "dists", "lpips_map")  # app.scoring.network_scores
-IMAGE_METRICS = ("flip_against", "mean_error", "ms_ssim")  # app.scoring.image_scores
+IMAGE_METRICS = ("flip_against", "mean_error", "ms_ssim", "ms_ssim_against")  # image_scores
 
 
 CUDNN_CONV: Any = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch >= 2.9

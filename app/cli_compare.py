@@ -75,6 +75,9 @@ async def compare(settings: Settings, args: argparse.Namespace) -> int:
                 if row is None:
                     return 2
                 rows = [row]
+    except SimscoreError as exc:  # the folder's request as a whole: its reference, its mask
+        print(f"simscore: {exc}", file=sys.stderr)
+        return 2
     finally:
         pipeline.close()
         tracing.shutdown()

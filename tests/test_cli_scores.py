@@ -103,3 +103,24 @@ def test_flip_and_ms_ssim_with_viewing_conditions(
     small.write_bytes(encode(photo("coffee", 96)))
     assert main(["compare", str(small), str(small), "--scores", "ms_ssim"]) == 2
     assert "161 px" in capsys.readouterr().err
+
+
+def test_a_folder_whose_reference_is_too_small_for_a_score_is_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weights_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A refusal of the whole request (here the reference's size, under ms_ssim's 161 px) is a
+    usage error in folder mode too: one line, no traceback."""
+    monkeypatch.setenv("SIMSCORE_WEIGHTS", str(weights_file))
+    monkeypatch.setenv("SIMSCORE_DEVICE", "cpu")
+    reference = photo("coffee", 96)
+    (tmp_path / "golden.png").write_bytes(encode(reference))
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    (renders / "a.png").write_bytes(encode(distort(reference, "jpeg")))
+    args = ["compare", str(tmp_path / "golden.png"), str(renders), "--scores", "ms_ssim"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "161 px" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

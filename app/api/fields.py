@@ -96,7 +96,7 @@ PPD = TextField(
     "FLIP's viewing conditions given directly: pixels per degree of visual angle, 1 to 600 "
     "(default 67.02: the reference tool's 0.7 m from a 0.7 m wide 3840-pixel monitor). Give "
     "it or the viewing distance and monitor, not both. Only flip uses it.",
-    {**_NUMBER, "examples": [67.02]},
+    {"type": "number", "minimum": 1, "maximum": 600, "examples": [67.02]},
 )
 DISTANCE_M = TextField(
     "distance_m", "FLIP: the observer's distance from the monitor in metres (default 0.7).", _NUMBER

@@ -174,7 +174,10 @@ class CompareResponse(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [COMPARE_EXAMPLE]})
 
-    scores: Scores = Field(description="The five scores (null where not asked for).")
+    scores: Scores = Field(
+        description="The scores: the five defaults (null where not asked for), and the opt-in "
+        "ones asked for."
+    )
     layers: Layers = Field(description="Per-tap values of vgg and style.")
     image: ImageInfo = Field(description="What was compared.")
     model: ModelOut = Field(description="What scored it.")

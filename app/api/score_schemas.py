@@ -38,7 +38,8 @@ class ScoreEntry(BaseModel):
     )
     map_kind: MapKind | None = Field(
         None,
-        description="The /compare/map kind its network draws (null: none).",
+        description="The /compare/map kind drawn with this score (its network's map, or FLIP's "
+        "error map; null: none).",
         examples=["lpips"],
     )
 

@@ -27,6 +27,7 @@ from app.scoring import PairRequest, PairScores, Scorer, is_out_of_memory
 from app.scoring.activations import batch_pixels
 from app.scoring.device import MemoryStats
 from app.tracing import Tracing
+from app.vocabulary import MAP_SCORES
 
 
 def pair_pixels(pair: PairRequest) -> int:
@@ -36,7 +37,8 @@ def pair_pixels(pair: PairRequest) -> int:
     scores alone counts once). A reference shared with other pairs, or cached, takes fewer, and
     AlexNet far less than VGG19: the budget errs on the safe side."""
     _, height, width = pair.shape
-    return 2 * height * width * max(1, len(networks_for(pair.scores)))
+    drawn = {MAP_SCORES[pair.map_kind]} if pair.map_kind is not None else set()
+    return 2 * height * width * max(1, len(networks_for(pair.scores | drawn)))
 
 
 def single_pair_out_of_memory(max_batch_pixels: int) -> OutOfMemory:

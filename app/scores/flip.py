@@ -149,7 +149,10 @@ def _feature_difference(features: torch.Tensor, pairs: int) -> torch.Tensor:
     edge_change = (edge[:, :pairs] - edge[:, pairs:]).abs_()
     point_change = (point[:, :pairs] - point[:, pairs:]).abs_()
     normalisation = float(_f(1.0) / np.sqrt(_f(2.0)))
-    return torch.maximum(edge_change, point_change).mul_(normalisation).sqrt_()  # ^ 0.5
+    # the reference's Max(a, b) = a > b ? a : b, NaN included: below about 1.7 ppd the edge
+    # filter's taps are 0 / 0 (the Gaussian vanishes one pixel out) and only points count
+    larger = torch.where(edge_change > point_change, edge_change, point_change)
+    return larger.mul_(normalisation).sqrt_()  # ^ 0.5
 
 
 Filtered = tuple[torch.Tensor, torch.Tensor]  # _filtered's output: YCxCz and feature planes

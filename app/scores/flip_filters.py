@@ -103,14 +103,18 @@ def feature_taps(ppd: float) -> Taps:
         sums["d+" if dg > 0 else "d-"] += dg if dg > 0 else -dg
         sums["dd+" if ddg > 0 else "dd-"] += ddg if ddg > 0 else -ddg
         rows.append((g, dg, ddg))
-    normalised = [
-        (
-            g / sums["g"],
-            dg / (sums["d+"] if dg > 0 else sums["d-"]),
-            ddg / (sums["dd+"] if ddg > 0 else sums["dd-"]),
-        )
-        for g, dg, ddg in rows
-    ]
+    # Below about 1.7 ppd the Gaussian is 0 one pixel out, so both sums of the first derivative
+    # are 0 and its taps 0 / 0: NaN, as in the reference, whose Max() then takes the points
+    # (``app.scores.flip._feature_difference`` does the same).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = [
+            (
+                g / sums["g"],
+                dg / (sums["d+"] if dg > 0 else sums["d-"]),
+                ddg / (sums["dd+"] if ddg > 0 else sums["dd-"]),
+            )
+            for g, dg, ddg in rows
+        ]
     pad = spatial_radius(ppd) - radius
     taps = np.pad(np.array(normalised, dtype=np.float32).T, ((0, 0), (pad, pad)))
     return _frozen(taps)

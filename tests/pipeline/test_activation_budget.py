@@ -102,6 +102,8 @@ def test_a_pair_counts_its_pixels_once_per_network_it_needs() -> None:
     assert cost("ssim", "mse") == cost("vgg", "style") == PAIR
     assert cost("vgg", "lpips") == 2 * PAIR
     assert cost("vgg", "lpips", "lpips_vgg", "dists") == 4 * PAIR
+    with_map = PairRequest(image, image.clone(), frozenset({"vgg"}), map_kind="lpips_vgg")
+    assert pair_pixels(with_map) == 2 * PAIR  # the map's network runs too
 
 
 def test_the_default_budget() -> None:

@@ -98,6 +98,8 @@ def test_flip_matches_the_reference_implementation(
         ({"ppd": 30.0}, (("ppd", 30.0),)),
         ({"ppd": 150.0}, (("ppd", 150.0),)),
         ({"ppd": 4.5}, (("ppd", 4.5),)),
+        ({"ppd": 1.5}, (("ppd", 1.5),)),  # edge filter 0 / 0: the points alone, as the tool
+        ({"ppd": 1.0}, (("ppd", 1.0),)),
     ],
 )  # fmt: skip
 def test_flip_under_other_viewing_conditions_matches_the_reference(

@@ -33,7 +33,8 @@ FORM = FormSpec(
 )
 MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "A viridis heat map, PNG, at the compared size (the reference's, after "
+        "description": "A heat map, PNG (viridis; magma for flip), at the compared size (the "
+        "reference's, after "
         "any downscale to SIMSCORE_MAX_SIDE). No legend: the colour range is fixed per kind "
         "and repeated in X-Map-Range.",
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
@@ -57,8 +58,9 @@ MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def compare_map(request: Request, admitted: AdmissionDep) -> Response:
     """The two images are decoded and sized exactly as ``POST /compare`` does; the PNG is the
-    ``kind`` map at that size through the viridis colour map (ranges in docs/dashboard.md). An
-    ``lpips`` or ``lpips_vgg`` map is computed by that score's network on the batch worker."""
+    ``kind`` map at that size through the viridis colour map, FLIP's in magma (ranges in
+    docs/dashboard.md). An ``lpips``, ``lpips_vgg`` or ``flip`` map is computed with that score
+    on the batch worker."""
     pipeline = admitted.pipeline
     form = await read_form(request, FORM, FormLimits.from_settings(pipeline.settings), admitted)
     kind = map_kind(form)

@@ -10,7 +10,12 @@
   scaling (Pillow's draft mode: 1/2, 1/4 or 1/8 while still at least that size) and any other
   image is box-reduced by an integer factor while still 8-bit, so a large upload never becomes a
   large float tensor. The final, exact resize is the caller's (``app.imaging.prepare``).
-* EXIF orientation is applied; every size is the size after it.
+* EXIF orientation is applied; every size is the size after it. Pillow turns a TIFF upright
+  itself as it loads it, whatever its compression or tiling, and drops its Orientation tag, so
+  nothing more is turned (before Pillow 11.2.1 libtiff also turned a YCbCr TIFF not compressed
+  as JPEG: pyproject.toml asks for 11.2.1). A TIFF's size as stored comes from its header, as
+  Pillow reports a TIFF's size before loading as stored in some releases (10.4) and as shown
+  in others (11.1, 13).
 * Colour: one rule per pixel mode (``app.imaging.modes``; other modes are refused with 415):
   grayscale (``1``, ``L``) is replicated to three channels. 16-bit grayscale (``I;16*``, and
   ``I``) is divided by 65535, its true range; 32-bit float (``F``) is taken as already in [0, 1]
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, TiffImagePlugin
 
 from app.budgets import Budget
 from app.errors import ImageTooLarge, NotAnImage
@@ -86,15 +91,15 @@ def decode_image(
     with open_image(data, max_pixels, what) as image:
         if budget is not None:
             budget.take(image.width * image.height, what)
-        stored = image.size
+        stored = _stored_size(image)
         orientation = orientation_of(image)
         size, wanted = _plan(stored, orientation, sizing)
         if image.format in ("JPEG", "MPO"):
             image.draft(None, wanted)
         load_pixels(image, max_pixels, what)
-        if (late := orientation_of(image)) != orientation:  # a PNG's eXIf after its pixels
+        if (late := orientation_of(image)) != orientation:  # a PNG's eXIf; a TIFF Pillow turned
             orientation = late
-            size, wanted = _plan(stored, orientation, sizing)
+            size, wanted = _plan(image.size, orientation, sizing)
         reduced = _reduce(image, wanted, what)
         reduced = upright(reduced, orientation)
         return Decoded(_to_tensor(reduced, what), size)
@@ -127,6 +132,15 @@ def decode_plane(
 def upright(image: Image.Image, orientation: int) -> Image.Image:
     """``image`` turned as its EXIF ``orientation`` says it is shown."""
     return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+
+
+def _stored_size(image: Image.Image) -> Size:
+    """(width, height) as stored, before orientation: a TIFF's from its header (see the module
+    docstring), any other image's as Pillow reports it before loading."""
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        tags = image.tag_v2
+        return int(tags[TiffImagePlugin.IMAGEWIDTH]), int(tags[TiffImagePlugin.IMAGELENGTH])
+    return image.size
 
 
 def _plan(stored: Size, orientation: int, sizing: Sizing | None) -> tuple[Size, Size]:

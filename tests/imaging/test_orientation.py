@@ -10,6 +10,7 @@ size, with every size the caller's ``sizing`` sees already the shown one.
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,20 @@ def with_exif(upright: Pixels, orientation: int, fmt: str, **options: Any) -> by
     exif = Image.Exif()
     exif[274] = orientation
     return encode(stored(upright, orientation), fmt, exif=exif, **options)
+
+
+def png_exif_after_pixels(upright: Pixels, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk follows its image data (allowed; Pillow sees it only on load)."""
+    data = with_exif(upright, orientation, "PNG")
+    chunks, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        chunks.append(data[at : at + 12 + length])
+        at += 12 + length
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif) == 1 and rest[-1][4:8] == b"IEND"
+    return data[:8] + b"".join(rest[:-1] + exif + rest[-1:])
 
 
 def _page(
@@ -135,6 +150,7 @@ Encoder = Callable[[Pixels, int], bytes]
 EXACT, JPEG, CHROMA = 1e-6, 0.03, 0.04  # mean absolute error in [0, 1]
 CASES: dict[str, tuple[Encoder, float]] = {
     "png": (lambda a, o: with_exif(a, o, "PNG"), EXACT),
+    "png, eXIf after the pixels": (png_exif_after_pixels, EXACT),
     "jpeg": (lambda a, o: with_exif(a, o, "JPEG", quality=95), JPEG),
     "webp lossless": (lambda a, o: with_exif(a, o, "WEBP", lossless=True), EXACT),
     "webp": (lambda a, o: with_exif(a, o, "WEBP", quality=95), JPEG),
@@ -210,8 +226,11 @@ def test_reduced_while_decoding_the_same_as_an_upright_png(case: str, orientatio
 
 
 @pytest.mark.parametrize("orientation", [5, 6, 7, 8])
-@pytest.mark.parametrize("case", ["tiff raw", "tiff lzw", "tiff jpeg ycbcr", "tiff tiled raw"])
-def test_strict_policy_takes_a_turned_tiff_of_the_reference_size(
+@pytest.mark.parametrize(
+    "case",
+    ["tiff raw", "tiff lzw", "tiff jpeg ycbcr", "tiff tiled raw", "png, eXIf after the pixels"],
+)
+def test_strict_policy_takes_a_turned_upload_of_the_reference_size(
     case: str, orientation: int
 ) -> None:
     reference = prepare_reference(encode(UPRIGHT), max_pixels=MAX_PIXELS, max_side=512)

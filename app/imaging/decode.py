@@ -10,7 +10,13 @@
   scaling (Pillow's draft mode: 1/2, 1/4 or 1/8 while still at least that size) and any other
   image is box-reduced by an integer factor while still 8-bit, so a large upload never becomes a
   large float tensor. The final, exact resize is the caller's (``app.imaging.prepare``).
-* EXIF orientation is applied; every size is the size after it.
+* EXIF orientation is applied; every size is the size after it. A PNG's eXIf chunk is found
+  before decoding even where it follows the pixels. Pillow turns a TIFF upright itself as it
+  loads it, whatever its compression or tiling, and drops its Orientation tag, so nothing more
+  is turned (before Pillow 11.2.1 libtiff also turned a YCbCr TIFF not compressed as JPEG:
+  pyproject.toml asks for 11.2.1). A TIFF's size as stored comes from its header, as Pillow
+  reports a TIFF's size before loading as stored in some releases (10.4) and as shown in others
+  (11.1, 13).
 * Colour: one rule per pixel mode (``app.imaging.modes``; other modes are refused with 415):
   grayscale (``1``, ``L``) is replicated to three channels. 16-bit grayscale (``I;16*``, and
   ``I``) is divided by 65535, its true range; 32-bit float (``F``) is taken as already in [0, 1]
@@ -31,12 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, TiffImagePlugin
 
 from app.budgets import Budget
 from app.errors import ImageTooLarge, NotAnImage
 from app.imaging.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT, screen
 from app.imaging.modes import WIDE_GREY, eight_bit
+from app.imaging.screens.png import png_exif
 
 Size = tuple[int, int]  # (width, height)
 Sizing = Callable[[Size], Size]  # oriented size as uploaded -> the size it will be scored at
@@ -86,15 +93,15 @@ def decode_image(
     with open_image(data, max_pixels, what) as image:
         if budget is not None:
             budget.take(image.width * image.height, what)
-        stored = image.size
-        orientation = orientation_of(image)
+        stored = _stored_size(image)
+        orientation = orientation_of(image, data)
         size, wanted = _plan(stored, orientation, sizing)
         if image.format in ("JPEG", "MPO"):
             image.draft(None, wanted)
         load_pixels(image, max_pixels, what)
-        if (late := orientation_of(image)) != orientation:  # a PNG's eXIf after its pixels
+        if (late := orientation_of(image)) != orientation:  # a TIFF Pillow turned as it loaded
             orientation = late
-            size, wanted = _plan(stored, orientation, sizing)
+            size, wanted = _plan(image.size, orientation, sizing)
         reduced = _reduce(image, wanted, what)
         reduced = upright(reduced, orientation)
         return Decoded(_to_tensor(reduced, what), size)
@@ -127,6 +134,15 @@ def decode_plane(
 def upright(image: Image.Image, orientation: int) -> Image.Image:
     """``image`` turned as its EXIF ``orientation`` says it is shown."""
     return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+
+
+def _stored_size(image: Image.Image) -> Size:
+    """(width, height) as stored, before orientation: a TIFF's from its header (see the module
+    docstring), any other image's as Pillow reports it before loading."""
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        tags = image.tag_v2
+        return int(tags[TiffImagePlugin.IMAGEWIDTH]), int(tags[TiffImagePlugin.IMAGELENGTH])
+    return image.size
 
 
 def _plan(stored: Size, orientation: int, sizing: Sizing | None) -> tuple[Size, Size]:
@@ -171,14 +187,15 @@ def load_pixels(image: ImageFile.ImageFile, max_pixels: int, what: str) -> None:
         ) from exc
 
 
-def orientation_of(image: Image.Image) -> int:
-    """The EXIF orientation known so far, without decoding pixels (1 when absent or unreadable:
-    a bad EXIF block is ignored). A PNG's EXIF is read from its eXIf chunk once seen: Pillow's
-    own ``getexif`` would decode the whole image to look for it."""
+def orientation_of(image: Image.Image, data: bytes = b"") -> int:
+    """The EXIF orientation still to apply, without decoding pixels (1 when absent or unreadable:
+    a bad EXIF block is ignored). A PNG's EXIF is read from its eXIf chunk, found in ``data``
+    (the file) when it follows the pixels: Pillow's own ``getexif`` would decode the whole image
+    to look for it."""
     with contextlib.suppress(Exception):
         if image.format == "PNG":
             exif = Image.Exif()
-            raw = image.info.get("exif")
+            raw = image.info.get("exif") or png_exif(data)
             if raw:
                 exif.load(raw)
         else:

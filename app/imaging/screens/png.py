@@ -28,6 +28,22 @@ def png_chunk_count(data: bytes, stop_after: int | None = None) -> int:
     return count
 
 
+def png_exif(data: bytes) -> bytes | None:
+    """The body of a PNG's eXIf chunk, wherever it is (Pillow sees one after the image data
+    only once it has decoded the pixels), or None. Call it on screened bytes: ``check_png``
+    bounds the chunks walked."""
+    offset = len(SIGNATURE)
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, offset)
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"eXIf":
+            return data[offset + 8 : offset + 8 + length]
+        if kind == b"IEND":
+            break
+        offset += 12 + length
+    return None
+
+
 def check_png(data: bytes, what: str) -> None:
     allowed = PNG_BASE_CHUNKS + len(data) // PNG_BYTES_PER_CHUNK
     if png_chunk_count(data, stop_after=allowed) > allowed:

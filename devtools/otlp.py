@@ -3,7 +3,8 @@ decodes what exporters send to ``/v1/traces`` with ``opentelemetry-proto`` and k
 
 It can stand for a slow collector (``hold()``: every export waits until ``release()``) and
 counts the exports it answered. Spans are kept flat, with hex ids, their resource attributes
-and their links, which is all the tests look at.
+and their links, which is all the tests look at. ``devtools/otlp_grpc.py`` is its OTLP/gRPC
+twin: the same spans, kept the same way (``SpanCollector``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -71,9 +73,14 @@ def attributes(pairs: Any) -> dict[str, Any]:
 
 
 def decode(body: bytes) -> list[ReceivedSpan]:
-    """The spans of one ``ExportTraceServiceRequest``."""
+    """The spans of one serialized ``ExportTraceServiceRequest``."""
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
+    return spans_of(request)
+
+
+def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    """The spans of one ``ExportTraceServiceRequest``, flat."""
     spans: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
@@ -101,8 +108,9 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
-    """See the module docstring. ``with OtlpReceiver() as receiver:`` serves on a free port."""
+class SpanCollector(ABC):
+    """What a receiver keeps, whatever its protocol: the spans received, the exports answered
+    and held right now, and a hold that makes it a collector that does not answer."""
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
@@ -111,6 +119,58 @@ class OtlpReceiver:
         self._released = threading.Event()
         self._released.set()
         self._lock = threading.Lock()
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """The URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+
+    def hold(self) -> None:
+        """From now on every export waits (a collector that does not answer)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _received(self, spans: list[ReceivedSpan]) -> None:
+        with self._lock:
+            self.waiting += 1
+        self._released.wait()
+        with self._lock:
+            self.waiting -= 1
+            self.spans.extend(spans)
+            self.exports += 1
+
+    def named(self, name: str) -> list[ReceivedSpan]:
+        with self._lock:
+            return [span for span in self.spans if span.name == name]
+
+    def wait_for(
+        self, done: Callable[[list[ReceivedSpan]], bool], timeout_s: float = 30
+    ) -> list[ReceivedSpan]:
+        """The spans received, once ``done(spans)`` holds (AssertionError after ``timeout_s``)."""
+        give_up = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                spans = list(self.spans)
+            if done(spans):
+                return spans
+            if time.monotonic() > give_up:
+                names = sorted({span.name for span in spans})
+                raise AssertionError(f"not received in {timeout_s:g} s; got {len(spans)}: {names}")
+            time.sleep(0.02)
+
+    def dump(self) -> str:
+        """Every span received, as JSON (for a drawing of the trace: docs/img)."""
+        with self._lock:
+            return json.dumps([asdict(span) for span in self.spans], indent=1)
+
+
+class OtlpReceiver(SpanCollector):
+    """See the module docstring. ``with OtlpReceiver() as receiver:`` serves on a free port."""
+
+    def __init__(self) -> None:
+        super().__init__()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,46 +216,6 @@ class OtlpReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def hold(self) -> None:
-        """From now on every export waits (a collector that does not answer)."""
-        self._released.clear()
-
-    def release(self) -> None:
-        self._released.set()
-
-    def _received(self, spans: list[ReceivedSpan]) -> None:
-        with self._lock:
-            self.waiting += 1
-        self._released.wait()
-        with self._lock:
-            self.waiting -= 1
-            self.spans.extend(spans)
-            self.exports += 1
-
-    def named(self, name: str) -> list[ReceivedSpan]:
-        with self._lock:
-            return [span for span in self.spans if span.name == name]
-
-    def wait_for(
-        self, done: Callable[[list[ReceivedSpan]], bool], timeout_s: float = 30
-    ) -> list[ReceivedSpan]:
-        """The spans received, once ``done(spans)`` holds (AssertionError after ``timeout_s``)."""
-        give_up = time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                spans = list(self.spans)
-            if done(spans):
-                return spans
-            if time.monotonic() > give_up:
-                names = sorted({span.name for span in spans})
-                raise AssertionError(f"not received in {timeout_s:g} s; got {len(spans)}: {names}")
-            time.sleep(0.02)
-
-    def dump(self) -> str:
-        """Every span received, as JSON (for a drawing of the trace: docs/img)."""
-        with self._lock:
-            return json.dumps([asdict(span) for span in self.spans], indent=1)
-
 
 @contextmanager
 def receiving() -> Iterator[OtlpReceiver]:
@@ -233,7 +253,7 @@ class Traces:
         ]
 
 
-def otel_env(receiver: OtlpReceiver, **extra: str) -> dict[str, str]:
+def otel_env(receiver: SpanCollector, **extra: str) -> dict[str, str]:
     """The variables that send a service's spans to ``receiver``, exported promptly."""
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,

@@ -67,7 +67,7 @@ class NetworkScore:
     name: ScoreName
     load_head: Callable[[HeadSpec], Head]
     metric: Metric
-    draw: Drawing | None = None
+    spatial_map: Drawing | None = None  # the score's spatial map, if it has one
 
     @property
     def network(self) -> str:
@@ -145,10 +145,12 @@ class NetworkScores:
         """The maps of the pairs whose ``map_kind`` this network draws, at the images' size."""
         size = (int(images.shape[2]), int(images.shape[3]))
         for entry in self._by_network[network]:
-            drawn = sheet.rows_drawing({entry.name})
-            if not drawn or entry.draw is None:
+            if entry.spatial_map is None:
+                continue  # dists has no spatial map
+            map_rows = sheet.rows_drawing({entry.name})
+            if not map_rows:
                 continue
-            fx, fy = refs.gather(taps_part(network), drawn), rows_of(taps, rows, drawn)
-            maps = entry.draw(fx, fy, self._heads[entry.name], size)
-            for i, row in enumerate(drawn):
+            fx, fy = refs.gather(taps_part(network), map_rows), rows_of(taps, rows, map_rows)
+            maps = entry.spatial_map(fx, fy, self._heads[entry.name], size)
+            for i, row in enumerate(map_rows):
                 sheet.put_map(row, maps[i, 0])

@@ -111,3 +111,27 @@ def photo_pair(side: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     reference = np.asarray(Image.fromarray(region).resize((side, side), Image.Resampling.LANCZOS))
     candidate = distort(reference, "noise", seed=seed, strength=10 / 12)
     return to_tensor(reference), to_tensor(candidate)
+
+
+def distorted_photos(side: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Named (reference, candidate) photograph pairs of ``side`` px for the scores' reference
+    comparisons: a JPEG-compressed candidate, blur, noise, a colour cast, and an odd-sized crop
+    (77 x 103) with JPEG."""
+    pairs = []
+    for name, kind in (("astronaut", "jpeg"), ("coffee", "blur"), ("chelsea", "noise")):
+        reference = photo(name, side)
+        pairs.append((f"{name}-{kind}", reference, distort(reference, kind)))
+    rocket = photo("rocket", side)
+    pairs.append(("rocket-colour", rocket, distort(rocket, "colour")))
+    crop = np.ascontiguousarray(photo("coffee")[37 : 37 + 77, 51 : 51 + 103])
+    pairs.append(("coffee-crop-77x103-jpeg", crop, distort(crop, "jpeg", strength=0.5)))
+    return pairs
+
+
+def disc(height: int, width: int) -> np.ndarray:
+    """A bool ``(height, width)`` disc off the image's centre: a region of interest for tests."""
+    yy, xx = np.mgrid[:height, :width]
+    inside: np.ndarray = (yy - height / 2) ** 2 + (xx - width / 2.5) ** 2 < (
+        min(height, width) / 3
+    ) ** 2
+    return inside

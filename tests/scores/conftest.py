@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,7 +15,7 @@ from app.models.alexnet import ALEXNET_CHANNELS
 from app.models.dists import DISTS_CHANNELS
 from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
-from devtools.images import distort, photo, to_tensor
+from devtools.images import distorted_photos, to_tensor
 from devtools.packages import (
     load_networks,
     reference_dists,
@@ -84,17 +83,8 @@ def dists_sides(vgg16_file: tuple[Any, dict[str, torch.Tensor]]) -> DistsSides:
 
 
 def photo_pairs() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Photographs and their distorted copies, ``(1, 3, H, W)`` each: a JPEG-compressed
-    candidate, blur, noise, a colour cast, and an odd-sized crop (77 x 103) with JPEG."""
-    pairs = []
-    for name, kind in (("astronaut", "jpeg"), ("coffee", "blur"), ("chelsea", "noise")):
-        reference = photo(name, SIDE)
-        pairs.append((f"{name}-{kind}", reference, distort(reference, kind)))
-    rocket = photo("rocket", SIDE)
-    pairs.append(("rocket-colour", rocket, distort(rocket, "colour")))
-    crop = np.ascontiguousarray(photo("coffee")[37 : 37 + 77, 51 : 51 + 103])
-    pairs.append(("coffee-crop-77x103-jpeg", crop, distort(crop, "jpeg", strength=0.5)))
-    return [(name, to_tensor(x)[None], to_tensor(y)[None]) for name, x, y in pairs]
+    """``devtools.images.distorted_photos`` as ``(1, 3, H, W)`` tensors."""
+    return [(name, to_tensor(x)[None], to_tensor(y)[None]) for name, x, y in distorted_photos(SIDE)]
 
 
 PAIRS = photo_pairs()

@@ -9,6 +9,7 @@ import torch
 
 from app.scores import composite, lpips, lpips_map, tap_weights
 from app.scores.lpips import distance_maps
+from devtools.images import disc
 from tests.scores.conftest import PAIR_IDS, PAIRS, SIDE, LpipsSides
 
 # The tolerance is 1e-4 relative (1e-6 absolute for tiny values). Scores of distinct
@@ -121,14 +122,6 @@ def rule_in_float64(
                 cells[i, j] = mask[top:bottom, left:right].mean()
         total += float((cells * d).sum() / cells.sum())
     return total
-
-
-def disc(height: int, width: int) -> np.ndarray:
-    yy, xx = np.mgrid[:height, :width]
-    inside: np.ndarray = (yy - height / 2) ** 2 + (xx - width / 2.5) ** 2 < (
-        min(height, width) / 3
-    ) ** 2
-    return inside
 
 
 @pytest.mark.parametrize(("name", "x", "y"), [PAIRS[0], PAIRS[4]], ids=[PAIR_IDS[0], PAIR_IDS[4]])

@@ -25,7 +25,7 @@ from app.models.vgg16 import VGG16_CHANNELS
 from app.models.weights import load_dists_head, load_lpips_head
 from app.scores import composite, dists, lpips, lpips_map, tap_weights
 from devtools.http import batch_files, pair_files, sample
-from devtools.images import decode_png, distort, encode, photo, to_tensor
+from devtools.images import decode_png, disc, distort, distorted_photos, encode, photo, to_tensor
 from devtools.packages import reference_dists, reference_lpips
 from devtools.servers import running_client, service_of
 from devtools.settings import settings_for
@@ -35,21 +35,7 @@ RTOL, ATOL = 1e-4, 1e-6  # the issue's tolerance against the packages
 SIDE = 96
 
 
-def photo_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """scikit-image photographs and distorted copies: a JPEG-compressed candidate, blur, noise,
-    a colour cast, and an odd-sized crop (77 x 103) with JPEG."""
-    pairs = []
-    for name, kind in (("astronaut", "jpeg"), ("coffee", "blur"), ("chelsea", "noise")):
-        reference = photo(name, SIDE)
-        pairs.append((f"{name}-{kind}", reference, distort(reference, kind)))
-    rocket = photo("rocket", SIDE)
-    pairs.append(("rocket-colour", rocket, distort(rocket, "colour")))
-    crop = np.ascontiguousarray(photo("coffee")[37 : 37 + 77, 51 : 51 + 103])
-    pairs.append(("coffee-crop-77x103-jpeg", crop, distort(crop, "jpeg", strength=0.5)))
-    return pairs
-
-
-PAIRS = photo_pairs()
+PAIRS = distorted_photos(SIDE)
 IDS = [name for name, _, _ in PAIRS]
 
 
@@ -242,14 +228,6 @@ def masked_expected(
         cells = tap_weights(mask, [t.shape for t in fx])
         out["dists"] = float(dists(fx, fy, alpha=alpha, beta=beta, masks=cells))
     return out
-
-
-def disc(height: int, width: int) -> np.ndarray:
-    yy, xx = np.mgrid[:height, :width]
-    inside: np.ndarray = (yy - height / 2) ** 2 + (xx - width / 2.5) ** 2 < (
-        min(height, width) / 3
-    ) ** 2
-    return inside
 
 
 @pytest.mark.parametrize(("name", "x", "y"), [PAIRS[0], PAIRS[4]], ids=[IDS[0], IDS[4]])
